@@ -1,0 +1,14 @@
+//! Types shared by the kernel programs and userspace.
+//!
+//! Everything stored in a map is `#[repr(C)]` with explicit padding and a
+//! compile-time size check, so the two sides can never disagree on a layout.
+#![no_std]
+
+pub mod counter;
+pub mod pins;
+pub mod policy;
+pub mod reason;
+
+pub use counter::Counter;
+pub use policy::{EgressRule, VmPolicy};
+pub use reason::VmReason;

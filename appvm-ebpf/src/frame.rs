@@ -1,0 +1,47 @@
+//! The one bounds-checked view of packet bytes used by every program.
+
+use core::mem::size_of;
+
+/// Packet bytes between `start` and `end` (kernel packet pointers).
+#[derive(Clone, Copy)]
+pub(crate) struct Frame {
+    start: usize,
+    end: usize,
+}
+
+impl Frame {
+    #[inline(always)]
+    pub(crate) const fn new(start: usize, end: usize) -> Self {
+        Self { start, end }
+    }
+
+    /// Bytes in the frame.
+    #[inline(always)]
+    pub(crate) const fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Whether `len` bytes starting at `offset` are inside the frame.
+    #[inline(always)]
+    pub(crate) const fn has(&self, offset: usize, len: usize) -> bool {
+        self.start + offset + len <= self.end
+    }
+
+    /// Reads a `T` at `offset`, or `None` if it would cross the end.
+    #[inline(always)]
+    pub(crate) fn read<T: Copy>(&self, offset: usize) -> Option<T> {
+        let at = self.start + offset;
+        if at + size_of::<T>() > self.end {
+            return None;
+        }
+        // SAFETY: `at..at + size_of::<T>()` was just checked to lie inside the
+        // packet, and `read_unaligned` has no alignment requirement.
+        Some(unsafe { (at as *const T).read_unaligned() })
+    }
+
+    /// Reads a big-endian `u16` at `offset`.
+    #[inline(always)]
+    pub(crate) fn be16(&self, offset: usize) -> Option<u16> {
+        self.read::<[u8; 2]>(offset).map(u16::from_be_bytes)
+    }
+}

@@ -1,0 +1,59 @@
+//! `appvm`: attach and inspect appvm's kernel guards.
+
+mod exit;
+mod vm;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::CliError;
+
+/// eBPF enforcement for application secure VMs.
+#[derive(Debug, Parser)]
+#[command(name = "appvm", version, about, long_about = None)]
+struct Cli {
+    /// bpffs directory under which programs, links and maps are pinned.
+    #[arg(long, global = true, env = "APPVM_PIN_ROOT", default_value = appvm_common::pins::DEFAULT_PIN_ROOT)]
+    pin_root: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The application-VM guard (run inside the VM by its controller).
+    #[command(subcommand)]
+    Vm(vm::VmCommand),
+}
+
+fn main() -> ExitCode {
+    // SAFETY: restoring the default disposition at start-up, before any
+    // thread exists: `appvm vm status | head` then ends quietly.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("APPVM_LOG")
+                .unwrap_or_else(|_unset| "warn".into()),
+        )
+        .init();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            print!("{e}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return CliError::BadInput(exit::first_line(&e.to_string())).report(),
+    };
+    let result = match cli.command {
+        Command::Vm(cmd) => vm::run(cmd, &cli.pin_root),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => e.report(),
+    }
+}

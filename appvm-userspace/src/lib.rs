@@ -1,0 +1,11 @@
+//! appvm's userspace: loading, pinning and inspecting the kernel programs.
+//!
+//! The `appvm` binary is a thin clap front end over this library; the
+//! integration tests and the lab use the same functions.
+
+pub mod bpffs;
+pub mod counters;
+pub mod link_info;
+pub mod netdev;
+pub mod object;
+pub mod vm;

@@ -1,0 +1,36 @@
+//! The application-VM guard: configuration, policy, attach/detach/status.
+
+pub mod attach;
+pub mod config;
+pub mod detach;
+pub mod maps;
+pub mod policy;
+pub mod status;
+
+use std::path::{Path, PathBuf};
+
+pub use attach::{AttachError, AttachOutcome, attach};
+pub use config::{ConfigError, GuardSettings, VmGuardConfig};
+pub use detach::{DetachError, detach};
+pub use status::{StatusError, VmStatus, status};
+
+/// Where the guard of `iface` is pinned under `root`.
+///
+/// bpffs refuses names with a dot (reserved for the kernel), and interface
+/// names may have one (`eth0.100`), so `.` and `%` are percent-encoded.
+pub fn pin_dir(root: &Path, iface: &str) -> PathBuf {
+    root.join(iface.replace('%', "%25").replace('.', "%2e"))
+}
+
+/// The interface a pin directory name stands for (inverse of [`pin_dir`]);
+/// `None` for names appvm does not create (staging directories start with `_`).
+pub fn iface_of_pin_dir(name: &str) -> Option<String> {
+    (!name.starts_with('_')).then(|| name.replace("%2e", ".").replace("%25", "%"))
+}
+
+/// Where a fresh attach stages its pins before renaming them into place.
+fn staging_dir(root: &Path, iface: &str) -> PathBuf {
+    let final_dir = pin_dir(root, iface);
+    let name = final_dir.file_name().unwrap_or_default().to_string_lossy();
+    root.join(format!("_staging_{name}_{}", std::process::id()))
+}
