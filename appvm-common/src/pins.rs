@@ -12,6 +12,9 @@ pub const PIN_ROOT_ENV: &str = "APPVM_PIN_ROOT";
 pub mod vm {
     /// XDP program on the secure interface's ingress.
     pub const PROG_INGRESS: &str = "vm_ingress";
+    /// tcx program on the secure interface's ingress, after XDP: drops
+    /// frames whose VLAN tag was lifted into skb metadata.
+    pub const PROG_INGRESS_VLAN: &str = "vm_ingress_vlan";
     /// tcx program on the secure interface's egress.
     pub const PROG_EGRESS: &str = "vm_egress";
     /// `Array<VmPolicy>` with `POLICY_SLOTS` entries.
@@ -23,18 +26,25 @@ pub mod vm {
 
     /// Pin file names inside `<root>/<iface>/`.
     pub const PIN_PROG_INGRESS: &str = "prog_ingress";
+    pub const PIN_PROG_INGRESS_VLAN: &str = "prog_ingress_vlan";
     pub const PIN_PROG_EGRESS: &str = "prog_egress";
     pub const PIN_LINK_INGRESS: &str = "link_ingress";
+    pub const PIN_LINK_INGRESS_VLAN: &str = "link_ingress_vlan";
     pub const PIN_LINK_EGRESS: &str = "link_egress";
     pub const PIN_MAP_POLICY: &str = "map_policy";
     pub const PIN_MAP_POLICY_SLOT: &str = "map_policy_slot";
     pub const PIN_MAP_COUNTERS: &str = "map_counters";
 
+    /// Link pins, in the order `detach` removes them.
+    pub const LINK_PINS: &[&str] = &[PIN_LINK_INGRESS, PIN_LINK_INGRESS_VLAN, PIN_LINK_EGRESS];
+
     /// Every pin a complete attachment has.
     pub const ALL_PINS: &[&str] = &[
         PIN_PROG_INGRESS,
+        PIN_PROG_INGRESS_VLAN,
         PIN_PROG_EGRESS,
         PIN_LINK_INGRESS,
+        PIN_LINK_INGRESS_VLAN,
         PIN_LINK_EGRESS,
         PIN_MAP_POLICY,
         PIN_MAP_POLICY_SLOT,

@@ -78,34 +78,37 @@ reasons! {
     InArpForeign = 19, "in_drop_arp_foreign", false;
     /// Ingress: DHCP reply from a host that is not the DHCP server.
     InDhcpRogue = 20, "in_drop_dhcp_rogue", false;
+    /// Ingress (tcx, after XDP): the VLAN tag was moved out of the frame
+    /// (offload or a bridge's untagging) where XDP cannot see it.
+    InVlanOffloaded = 21, "in_drop_vlan_offloaded", false;
     /// Egress: IPv4 to the backend.
-    OutBackend = 21, "out_pass_backend", true;
+    OutBackend = 22, "out_pass_backend", true;
     /// Egress: ARP to the backend or an allowed destination, probes and announcements.
-    OutArp = 22, "out_pass_arp", true;
+    OutArp = 23, "out_pass_arp", true;
     /// Egress: DHCP request (UDP 68 -> 67).
-    OutDhcpRequest = 23, "out_pass_dhcp_request", true;
+    OutDhcpRequest = 24, "out_pass_dhcp_request", true;
     /// Egress: an explicitly allowed destination IP:port.
-    OutAllowed = 24, "out_pass_allowed", true;
+    OutAllowed = 25, "out_pass_allowed", true;
     /// Egress: IPv6, explicitly enabled.
-    OutIpv6Allowed = 25, "out_pass_ipv6", true;
+    OutIpv6Allowed = 26, "out_pass_ipv6", true;
     /// Egress: no policy in force (fail closed).
-    OutNoPolicy = 26, "out_drop_no_policy", false;
+    OutNoPolicy = 27, "out_drop_no_policy", false;
     /// Egress: headers could not be read, even after pulling the skb.
-    OutUnparseable = 27, "out_drop_unparseable", false;
+    OutUnparseable = 28, "out_drop_unparseable", false;
     /// Egress: IPv4 version/IHL/length fields inconsistent.
-    OutMalformedIpv4 = 28, "out_drop_malformed_ipv4", false;
+    OutMalformedIpv4 = 29, "out_drop_malformed_ipv4", false;
     /// Egress: 802.1Q / 802.1ad tagged frame.
-    OutVlan = 29, "out_drop_vlan", false;
+    OutVlan = 30, "out_drop_vlan", false;
     /// Egress: IPv6 while IPv6 is not enabled.
-    OutIpv6 = 30, "out_drop_ipv6", false;
+    OutIpv6 = 31, "out_drop_ipv6", false;
     /// Egress: any other ethertype.
-    OutUnknownEthertype = 31, "out_drop_unknown_ethertype", false;
+    OutUnknownEthertype = 32, "out_drop_unknown_ethertype", false;
     /// Egress: IPv4 to a destination that is not allowed.
-    OutDenied = 32, "out_drop_denied", false;
+    OutDenied = 33, "out_drop_denied", false;
     /// Egress: ARP for a host that is not the backend or an allowed destination.
-    OutArpDenied = 33, "out_drop_arp_denied", false;
+    OutArpDenied = 34, "out_drop_arp_denied", false;
     /// Egress: non-first fragment to a destination other than the backend.
-    OutFragment = 34, "out_drop_fragment", false;
+    OutFragment = 35, "out_drop_fragment", false;
 }
 
 impl VmReason {

@@ -11,6 +11,7 @@ mod maps;
 mod policy;
 mod vm_egress;
 mod vm_ingress;
+mod vm_ingress_vlan;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

@@ -24,7 +24,12 @@ const BROADCAST_BE: u32 = u32::MAX;
 
 #[classifier]
 fn vm_egress(ctx: TcContext) -> i32 {
+    // SAFETY: `skb` is the context pointer the kernel passed in.
+    let vlan_present = unsafe { (*ctx.skb.skb).vlan_present } != 0;
     let reason = match active() {
+        // A tag in skb metadata (a VLAN device on top of this interface with
+        // tx offload) never appears in the bytes below.
+        Some(_) if vlan_present => VmReason::OutVlan,
         Some(policy) => match linear_frame(&ctx) {
             Some(frame) => classify(&frame, policy),
             None => VmReason::OutUnparseable,

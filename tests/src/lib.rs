@@ -1,1 +1,17 @@
+//! The namespace lab: hosts as network namespaces, frames built byte by byte,
+//! probes that run inside a namespace. Used by the integration tests and by
+//! `cargo xtask demo` (the `appvm-lab` binary).
+//!
+//! Everything a lab creates (namespaces, veths, bridge, pins) lives inside
+//! namespaces and a pin root of its own, and is removed on drop, also when a
+//! test panics.
 
+pub mod frames;
+pub mod lab;
+pub mod netns;
+pub mod probe;
+pub mod scenario;
+pub mod sys;
+
+pub use lab::Lab;
+pub use netns::Netns;

@@ -12,7 +12,7 @@ use std::{
 
 use appvm_common::{VmPolicy, pins::vm};
 use aya::{
-    EbpfError,
+    Ebpf, EbpfError,
     maps::MapError,
     pin::PinError,
     programs::{
@@ -127,7 +127,7 @@ fn update(dir: &Path, iface: &str, ifindex: u32, policy: &VmPolicy) -> Result<u3
             missing,
         });
     }
-    for link in [vm::PIN_LINK_INGRESS, vm::PIN_LINK_EGRESS] {
+    for &link in vm::LINK_PINS {
         let path = dir.join(link);
         let info = pinned_link_info(&path).map_err(|source| AttachError::Io {
             what: "cannot read link",
@@ -167,61 +167,87 @@ fn attach_fresh(staging: &Path, cfg: &VmGuardConfig, policy: &VmPolicy) -> Resul
     // The policy is in force before any program sees a packet.
     PolicyMaps::open_pinned(staging)?.install(policy)?;
 
-    let program = |source| AttachError::Program {
-        name: vm::PROG_INGRESS,
-        source,
-    };
-    let ingress: &mut Xdp = ebpf
-        .program_mut(vm::PROG_INGRESS)
-        .ok_or(AttachError::Missing {
-            name: vm::PROG_INGRESS,
-        })?
+    attach_xdp(&mut ebpf, staging, &cfg.iface)?;
+    // tcx programs go first in their chain: one before them that returns
+    // "pass" would otherwise bypass the guard.
+    attach_tcx(
+        &mut ebpf,
+        staging,
+        &cfg.iface,
+        TcxProgram {
+            name: vm::PROG_INGRESS_VLAN,
+            pin_prog: vm::PIN_PROG_INGRESS_VLAN,
+            pin_link: vm::PIN_LINK_INGRESS_VLAN,
+            attach_type: TcAttachType::Ingress,
+        },
+    )?;
+    attach_tcx(
+        &mut ebpf,
+        staging,
+        &cfg.iface,
+        TcxProgram {
+            name: vm::PROG_EGRESS,
+            pin_prog: vm::PIN_PROG_EGRESS,
+            pin_link: vm::PIN_LINK_EGRESS,
+            attach_type: TcAttachType::Egress,
+        },
+    )
+}
+
+fn attach_xdp(ebpf: &mut Ebpf, staging: &Path, iface: &str) -> Result<(), AttachError> {
+    let name = vm::PROG_INGRESS;
+    let program = |source| AttachError::Program { name, source };
+    let xdp: &mut Xdp = ebpf
+        .program_mut(name)
+        .ok_or(AttachError::Missing { name })?
         .try_into()
         .map_err(program)?;
-    ingress.load().map_err(program)?;
-    pin_program(ingress.pin(staging.join(vm::PIN_PROG_INGRESS)), staging, vm::PIN_PROG_INGRESS)?;
-    let id = ingress.attach(&cfg.iface, XdpMode::default()).map_err(program)?;
-    let link: FdLink = ingress
+    xdp.load().map_err(program)?;
+    pin_program(xdp.pin(staging.join(vm::PIN_PROG_INGRESS)), staging, vm::PIN_PROG_INGRESS)?;
+    let id = xdp.attach(iface, XdpMode::default()).map_err(program)?;
+    let link: FdLink = xdp
         .take_link(id)
         .map_err(program)?
         .try_into()
-        .map_err(|source| AttachError::Link {
-            name: vm::PROG_INGRESS,
-            source,
-        })?;
-    pin_link(link, staging, vm::PIN_LINK_INGRESS)?;
+        .map_err(|source| AttachError::Link { name, source })?;
+    pin_link(link, staging, vm::PIN_LINK_INGRESS)
+}
 
-    let program = |source| AttachError::Program {
-        name: vm::PROG_EGRESS,
-        source,
-    };
-    let egress: &mut SchedClassifier = ebpf
-        .program_mut(vm::PROG_EGRESS)
-        .ok_or(AttachError::Missing {
-            name: vm::PROG_EGRESS,
-        })?
+struct TcxProgram {
+    name: &'static str,
+    pin_prog: &'static str,
+    pin_link: &'static str,
+    attach_type: TcAttachType,
+}
+
+fn attach_tcx(
+    ebpf: &mut Ebpf,
+    staging: &Path,
+    iface: &str,
+    p: TcxProgram,
+) -> Result<(), AttachError> {
+    let name = p.name;
+    let program = |source| AttachError::Program { name, source };
+    let tc: &mut SchedClassifier = ebpf
+        .program_mut(name)
+        .ok_or(AttachError::Missing { name })?
         .try_into()
         .map_err(program)?;
-    egress.load().map_err(program)?;
-    pin_program(egress.pin(staging.join(vm::PIN_PROG_EGRESS)), staging, vm::PIN_PROG_EGRESS)?;
-    // First in the tcx chain: a program before it that returns "pass" would
-    // otherwise bypass the guard.
-    let id = egress
+    tc.load().map_err(program)?;
+    pin_program(tc.pin(staging.join(p.pin_prog)), staging, p.pin_prog)?;
+    let id = tc
         .attach_with_options(
-            &cfg.iface,
-            TcAttachType::Egress,
+            iface,
+            p.attach_type,
             TcAttachOptions::TcxOrder(LinkOrder::first()),
         )
         .map_err(program)?;
-    let link: FdLink = egress
+    let link: FdLink = tc
         .take_link(id)
         .map_err(program)?
         .try_into()
-        .map_err(|source| AttachError::Link {
-            name: vm::PROG_EGRESS,
-            source,
-        })?;
-    pin_link(link, staging, vm::PIN_LINK_EGRESS)
+        .map_err(|source| AttachError::Link { name, source })?;
+    pin_link(link, staging, p.pin_link)
 }
 
 fn pin_program(result: Result<(), PinError>, dir: &Path, name: &str) -> Result<(), AttachError> {

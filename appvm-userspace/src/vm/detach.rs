@@ -28,9 +28,7 @@ pub fn detach(iface: &str, root: &Path) -> Result<Vec<PathBuf>, DetachError> {
         });
     }
     let mut removed = Vec::new();
-    let ordered = [vm::PIN_LINK_INGRESS, vm::PIN_LINK_EGRESS]
-        .into_iter()
-        .map(|name| dir.join(name));
+    let ordered = vm::LINK_PINS.iter().map(|name| dir.join(name));
     let rest = fs::read_dir(&dir)
         .map_err(|source| DetachError::Remove {
             path: dir.clone(),

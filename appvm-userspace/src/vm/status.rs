@@ -53,6 +53,7 @@ pub struct VmStatus {
     pub attached: bool,
     pub ifindex: Option<u32>,
     pub ingress_link: Option<PinnedLinkInfo>,
+    pub ingress_vlan_link: Option<PinnedLinkInfo>,
     pub egress_link: Option<PinnedLinkInfo>,
     pub policy_slot: u32,
     pub policy: PolicyView,
@@ -96,9 +97,10 @@ pub fn status(root: &Path, iface: Option<&str>) -> Result<Vec<VmStatus>, StatusE
 fn one(iface: &str, dir: &Path) -> Result<VmStatus, StatusError> {
     let ifindex = netdev::ifindex(iface).ok();
     let ingress_link = pinned_link_info(&dir.join(vm::PIN_LINK_INGRESS)).ok();
+    let ingress_vlan_link = pinned_link_info(&dir.join(vm::PIN_LINK_INGRESS_VLAN)).ok();
     let egress_link = pinned_link_info(&dir.join(vm::PIN_LINK_EGRESS)).ok();
     let attached = ifindex.is_some_and(|index| {
-        [ingress_link, egress_link]
+        [ingress_link, ingress_vlan_link, egress_link]
             .iter()
             .all(|l| l.is_some_and(|l| l.ifindex == index))
     });
@@ -125,6 +127,7 @@ fn one(iface: &str, dir: &Path) -> Result<VmStatus, StatusError> {
         attached,
         ifindex,
         ingress_link,
+        ingress_vlan_link,
         egress_link,
         policy_slot,
         policy,

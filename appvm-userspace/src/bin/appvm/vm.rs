@@ -131,7 +131,11 @@ fn attach(args: AttachArgs, root: &Path) -> Result<(), CliError> {
 fn print_status(s: &VmStatus) {
     let state = if s.attached { "attached" } else { "NOT ATTACHED (interface gone or recreated)" };
     println!("{}: {state}, pins in {}", s.iface, s.pin_dir.display());
-    for (name, link) in [("ingress (xdp)", s.ingress_link), ("egress (tcx)", s.egress_link)] {
+    for (name, link) in [
+        ("ingress (xdp)", s.ingress_link),
+        ("ingress vlan (tcx)", s.ingress_vlan_link),
+        ("egress (tcx)", s.egress_link),
+    ] {
         match link {
             Some(l) => println!(
                 "  {name}: link {} -> prog {} on ifindex {}",
