@@ -4,6 +4,7 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 mod count;
+mod floor;
 mod frame;
 mod headers;
 mod ipv4;

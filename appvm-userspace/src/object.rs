@@ -9,3 +9,7 @@ pub static APPVM_EBPF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR
 pub fn open() -> Result<Ebpf, EbpfError> {
     EbpfLoader::new().load(APPVM_EBPF)
 }
+
+/// An XDP program that only returns `XDP_PASS`: the floor every verdict
+/// cost is measured against.
+pub const PROG_XDP_PASS_FLOOR: &str = "xdp_pass_floor";

@@ -1,1 +1,61 @@
-fn main() {}
+//! `cargo xtask <task>`: the project's own commands.
+//!
+//! - `setup`: install what building and testing need (idempotent, fast when done)
+//! - `test`:  setup, build, then every test (unit, verdict, end-to-end)
+//! - `demo`:  setup, build, then the namespace lab
+//! - `lint`:  rustfmt and clippy, warnings as errors
+
+mod cmd;
+mod setup;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "xtask", about = "appvm project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install the eBPF toolchain, test tools and bpffs mount if missing.
+    Setup,
+    /// Set up, build, and run all tests (needs root).
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, and run the namespace lab demo (needs root).
+    Demo,
+    /// rustfmt --check and clippy -D warnings on every crate.
+    Lint,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.task {
+        Task::Setup => setup::run(),
+        Task::Test { args } => {
+            setup::run()?;
+            cmd::cargo(&["build", "--workspace", "--bins"])?;
+            let mut test = vec!["test", "--workspace", "--no-fail-fast"];
+            if !args.is_empty() {
+                test.push("--");
+                test.extend(args.iter().map(String::as_str));
+            }
+            cmd::cargo(&test)
+        }
+        Task::Demo => {
+            setup::run()?;
+            cmd::cargo(&["build", "--workspace", "--bins"])?;
+            cmd::run(std::process::Command::new(cmd::target_dir().join("debug/appvm-lab")))
+        }
+        Task::Lint => {
+            cmd::cargo(&["fmt", "--all", "--check"])?;
+            cmd::cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+        }
+    }
+}

@@ -3,6 +3,7 @@
 pub mod attach;
 pub mod config;
 pub mod detach;
+pub mod loaded;
 pub mod maps;
 pub mod policy;
 pub mod status;

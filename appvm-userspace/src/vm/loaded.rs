@@ -1,0 +1,164 @@
+//! The guard's programs loaded but not attached, with its maps at hand: for
+//! `BPF_PROG_TEST_RUN` (verdict tests, fuzzing, benchmarks).
+
+use appvm_common::{Counter, VmPolicy, VmReason, pins::vm};
+use aya::{
+    Ebpf, EbpfError,
+    maps::{Array, MapData, MapError, PerCpuArray},
+    programs::{ProgramError, SchedClassifier, TestRun as _, TestRunOptions, Xdp},
+};
+
+use super::maps::PolicyMaps;
+use crate::{counters, object};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadedError {
+    #[error("cannot open the eBPF object: {0}")]
+    Object(#[from] EbpfError),
+    #[error("{0} missing from the eBPF object")]
+    Missing(&'static str),
+    #[error("program {name}: {source}")]
+    Program {
+        name: &'static str,
+        source: ProgramError,
+    },
+    #[error("map: {0}")]
+    Map(#[from] MapError),
+}
+
+/// What one `BPF_PROG_TEST_RUN` returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunResult {
+    pub return_value: u32,
+    /// Kernel-measured time per run (divided over `repeat`).
+    pub duration_ns: u64,
+}
+
+/// Loaded VM-guard programs and their maps.
+pub struct LoadedGuard {
+    ebpf: Ebpf,
+    pub policy: PolicyMaps<MapData>,
+    counters: PerCpuArray<MapData, Counter>,
+}
+
+impl std::fmt::Debug for LoadedGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedGuard").finish_non_exhaustive()
+    }
+}
+
+fn program_err(name: &'static str) -> impl Fn(ProgramError) -> LoadedError {
+    move |source| LoadedError::Program { name, source }
+}
+
+impl LoadedGuard {
+    /// Loads every program of the object; no policy installed yet (drops all).
+    pub fn load() -> Result<Self, LoadedError> {
+        let mut ebpf = object::open()?;
+        let mut take = |name: &'static str| ebpf.take_map(name).ok_or(LoadedError::Missing(name));
+        let policy = PolicyMaps {
+            policy: Array::try_from(take(vm::MAP_POLICY)?)?,
+            slot: Array::try_from(take(vm::MAP_POLICY_SLOT)?)?,
+        };
+        let counters = PerCpuArray::try_from(take(vm::MAP_COUNTERS)?)?;
+        for name in [vm::PROG_INGRESS, object::PROG_XDP_PASS_FLOOR] {
+            let xdp: &mut Xdp = ebpf
+                .program_mut(name)
+                .ok_or(LoadedError::Missing(name))?
+                .try_into()
+                .map_err(program_err(name))?;
+            xdp.load().map_err(program_err(name))?;
+        }
+        for name in [vm::PROG_INGRESS_VLAN, vm::PROG_EGRESS] {
+            let tc: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or(LoadedError::Missing(name))?
+                .try_into()
+                .map_err(program_err(name))?;
+            tc.load().map_err(program_err(name))?;
+        }
+        Ok(Self {
+            ebpf,
+            policy,
+            counters,
+        })
+    }
+
+    /// Installs `policy` (double-buffered, as on an attached guard).
+    pub fn install(&mut self, policy: &VmPolicy) -> Result<(), MapError> {
+        self.policy.install(policy).map(drop)
+    }
+
+    /// Totals per reason over all CPUs.
+    pub fn counters(&self) -> Result<Vec<counters::ReasonCount>, MapError> {
+        counters::read_vm(&self.counters)
+    }
+
+    /// Zeroes every counter.
+    pub fn reset_counters(&mut self) -> Result<(), MapError> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| MapError::SyscallError(aya::sys::SyscallError { call: "nr_cpus", io_error: e }))?;
+        for reason in VmReason::ALL {
+            let zero = aya::maps::PerCpuValues::try_from(vec![Counter::default(); cpus])?;
+            self.counters.set(reason.index(), zero, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the ingress XDP program on `frame`.
+    pub fn run_ingress(&mut self, frame: &[u8], repeat: u32) -> Result<RunResult, LoadedError> {
+        self.run_xdp(vm::PROG_INGRESS, frame, repeat)
+    }
+
+    /// Runs the XDP_PASS floor program (the cost of running any XDP program).
+    pub fn run_floor(&mut self, frame: &[u8], repeat: u32) -> Result<RunResult, LoadedError> {
+        self.run_xdp(object::PROG_XDP_PASS_FLOOR, frame, repeat)
+    }
+
+    /// Runs the egress tcx program on `frame`.
+    pub fn run_egress(&mut self, frame: &[u8], repeat: u32) -> Result<RunResult, LoadedError> {
+        self.run_tc(vm::PROG_EGRESS, frame, repeat)
+    }
+
+    /// Runs the ingress VLAN stage on `frame`.
+    pub fn run_ingress_vlan(&mut self, frame: &[u8], repeat: u32) -> Result<RunResult, LoadedError> {
+        self.run_tc(vm::PROG_INGRESS_VLAN, frame, repeat)
+    }
+
+    fn run_xdp(&mut self, name: &'static str, frame: &[u8], repeat: u32) -> Result<RunResult, LoadedError> {
+        let xdp: &mut Xdp = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(LoadedError::Missing(name))?
+            .try_into()
+            .map_err(program_err(name))?;
+        let r = xdp
+            .test_run(options(frame, repeat))
+            .map_err(program_err(name))?;
+        Ok(result(&r))
+    }
+
+    fn run_tc(&mut self, name: &'static str, frame: &[u8], repeat: u32) -> Result<RunResult, LoadedError> {
+        let tc: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(LoadedError::Missing(name))?
+            .try_into()
+            .map_err(program_err(name))?;
+        let r = tc.test_run(options(frame, repeat)).map_err(program_err(name))?;
+        Ok(result(&r))
+    }
+}
+
+fn options(frame: &[u8], repeat: u32) -> TestRunOptions<'_> {
+    let mut o = TestRunOptions::new();
+    o.data_in = Some(frame);
+    o.repeat = repeat.max(1);
+    o
+}
+
+fn result(r: &aya::programs::TestRunResult) -> RunResult {
+    RunResult {
+        return_value: r.return_value,
+        duration_ns: r.duration.as_nanos() as u64,
+    }
+}
