@@ -25,7 +25,11 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest_dir.parent().expect("workspace root").to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
-    for watched in ["appvm-ebpf/src", "appvm-ebpf/Cargo.toml", "appvm-common/src"] {
+    for watched in [
+        "appvm-ebpf/src",
+        "appvm-ebpf/Cargo.toml",
+        "appvm-common/src",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-env-changed=APPVM_EBPF_TOOLCHAIN");

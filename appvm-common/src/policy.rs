@@ -99,3 +99,21 @@ unsafe impl aya::Pod for VmPolicy {}
 // SAFETY: as above.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for EgressRule {}
+
+#[cfg(test)]
+mod tests {
+    use core::mem::offset_of;
+
+    use super::*;
+
+    #[test]
+    fn layout_is_what_the_kernel_side_reads() {
+        assert_eq!(offset_of!(VmPolicy, backend_ip_be), 4);
+        assert_eq!(offset_of!(VmPolicy, backend_mac), 12);
+        assert_eq!(offset_of!(VmPolicy, app_ports_be), 20);
+        assert_eq!(offset_of!(VmPolicy, egress), 44);
+        assert_eq!(offset_of!(EgressRule, port_be), 4);
+        assert_eq!(VmPolicy::default(), VmPolicy::DISABLED);
+        assert!(!VmPolicy::DISABLED.has(FLAG_ENABLED));
+    }
+}

@@ -136,3 +136,23 @@ const _: () = {
         i += 1;
     }
 };
+
+#[cfg(test)]
+mod tests {
+    use super::VmReason;
+
+    #[test]
+    fn names_are_unique_and_prefixed_by_direction_and_verdict() {
+        for (i, a) in VmReason::ALL.iter().enumerate() {
+            assert_eq!(VmReason::from_index(a.index()), Some(*a));
+            for b in &VmReason::ALL[i + 1..] {
+                assert_ne!(a.name(), b.name());
+            }
+            let dir = if a.is_ingress() { "in_" } else { "out_" };
+            let verdict = if a.passes() { "pass_" } else { "drop_" };
+            let rest = a.name().strip_prefix(dir).expect("direction prefix");
+            assert!(rest.starts_with(verdict), "{}", a.name());
+        }
+        assert_eq!(VmReason::from_index(VmReason::COUNT), None);
+    }
+}

@@ -10,7 +10,7 @@ use std::{
 use appvm_common::pins::{DEFAULT_PIN_ROOT, PIN_ROOT_ENV};
 
 /// `BPF_FS_MAGIC` from `linux/magic.h`.
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+const BPF_FS_MAGIC: libc::__fsword_t = 0xcafe_4a11;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BpffsError {
@@ -34,7 +34,7 @@ pub fn is_bpffs(path: &Path) -> bool {
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: valid NUL-terminated path and a valid out pointer.
     let rc = unsafe { libc::statfs(c_path.as_ptr(), &raw mut st) };
-    rc == 0 && i64::from(st.f_type) == BPF_FS_MAGIC
+    rc == 0 && st.f_type == BPF_FS_MAGIC
 }
 
 /// Creates `root` (and parents) and checks that it is on bpffs.

@@ -30,14 +30,7 @@ pub struct PinnedLinkInfo {
 
 fn bpf(cmd: libc::c_long, attr: &mut [u64]) -> io::Result<i64> {
     // SAFETY: `attr` is a live, writable buffer of the size passed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr.as_mut_ptr(),
-            size_of_val(attr),
-        )
-    };
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), size_of_val(attr)) };
     if rc < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -63,19 +56,15 @@ pub fn pinned_link_info(path: &Path) -> io::Result<PinnedLinkInfo> {
     use std::os::fd::AsRawFd as _;
     let fd = open_pinned(path)?;
     // struct bpf_link_info: type, id, prog_id, then a union aligned to 8 whose
-    // xdp and tcx members both start with `__u32 ifindex`.
-    let mut info = [0_u64; 16];
+    // xdp and tcx members both start with `__u32 ifindex` (word 4).
+    let mut info = [0_u32; 32];
     let mut attr = [0_u64; 2];
     attr[0] = u64::from(fd.as_raw_fd() as u32) | ((size_of_val(&info) as u64) << 32);
     attr[1] = info.as_mut_ptr() as u64;
     bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
-    let word = |i: usize| -> u32 {
-        let w = info[i / 2];
-        if i % 2 == 0 { w as u32 } else { (w >> 32) as u32 }
-    };
     Ok(PinnedLinkInfo {
-        id: word(1),
-        prog_id: word(2),
-        ifindex: word(4),
+        id: info[1],
+        prog_id: info[2],
+        ifindex: info[4],
     })
 }

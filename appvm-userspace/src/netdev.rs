@@ -17,5 +17,9 @@ pub fn ifindex(name: &str) -> Result<u32, NetdevError> {
     let c_name = CString::new(name).map_err(|_nul| unknown())?;
     // SAFETY: valid NUL-terminated string.
     let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
-    if index == 0 { Err(unknown()) } else { Ok(index) }
+    if index == 0 {
+        Err(unknown())
+    } else {
+        Ok(index)
+    }
 }

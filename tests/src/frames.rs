@@ -83,7 +83,10 @@ impl Ipv4 {
 
     pub fn to_bytes(&self, payload: &[u8]) -> Vec<u8> {
         let hdr_len = 20 + self.options.len();
-        assert!(hdr_len % 4 == 0 && hdr_len <= 60, "bad IPv4 options length");
+        assert!(
+            hdr_len.is_multiple_of(4) && hdr_len <= 60,
+            "bad IPv4 options length"
+        );
         let total = u16::try_from(hdr_len + payload.len()).expect("datagram too long");
         let mut h = Vec::with_capacity(usize::from(total));
         h.push(0x40 | (hdr_len / 4) as u8);
@@ -179,7 +182,12 @@ pub fn tcp_syn(
     dport: u16,
 ) -> Vec<u8> {
     let seg = tcp(src, dst, sport, dport, TCP_SYN, 1);
-    ethernet(dst_mac, src_mac, ETH_P_IP, &Ipv4::new(src, dst, IPPROTO_TCP).to_bytes(&seg))
+    ethernet(
+        dst_mac,
+        src_mac,
+        ETH_P_IP,
+        &Ipv4::new(src, dst, IPPROTO_TCP).to_bytes(&seg),
+    )
 }
 
 /// A complete Ethernet + IPv4 + UDP frame.
@@ -193,7 +201,12 @@ pub fn udp_frame(
     payload: &[u8],
 ) -> Vec<u8> {
     let dgram = udp(src, dst, sport, dport, payload);
-    ethernet(dst_mac, src_mac, ETH_P_IP, &Ipv4::new(src, dst, IPPROTO_UDP).to_bytes(&dgram))
+    ethernet(
+        dst_mac,
+        src_mac,
+        ETH_P_IP,
+        &Ipv4::new(src, dst, IPPROTO_UDP).to_bytes(&dgram),
+    )
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ pub const APP_PORT: u16 = 443;
 /// One host of the lab.
 #[derive(Debug)]
 pub struct Host {
+    /// "backend", "vm" or "rogue".
+    pub role: &'static str,
     pub ns: Netns,
     pub ip: Ipv4Addr,
     pub mac: [u8; 6],
@@ -51,23 +53,51 @@ impl Lab {
     /// Builds the topology. On error, whatever was created is removed.
     pub fn new() -> Result<Self, String> {
         let lan = Netns::new("lan")?;
-        lan.ip(&["link", "add", "br0", "address", "02:00:00:00:00:fe", "type", "bridge"])?;
+        lan.ip(&[
+            "link",
+            "add",
+            "br0",
+            "address",
+            "02:00:00:00:00:fe",
+            "type",
+            "bridge",
+        ])?;
         lan.ip(&["link", "set", "br0", "up"])?;
-        let host = |role: &str, last: u8| -> Result<Host, String> {
+        let host = |role: &'static str, last: u8| -> Result<Host, String> {
             let ns = Netns::new(role)?;
             let ip = Ipv4Addr::new(192, 168, 128, last);
             let port = format!("p-{role}");
             // Created inside `lan`, peer placed straight into the host
             // namespace: no interface ever exists in the root namespace.
             lan.ip(&[
-                "link", "add", &port, "type", "veth", "peer", "name", SEC_IF, "netns", ns.name(),
+                "link",
+                "add",
+                &port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                SEC_IF,
+                "netns",
+                ns.name(),
             ])?;
             lan.ip(&["link", "set", &port, "master", "br0", "up"])?;
             let m = mac(last);
-            ns.ip(&["link", "set", SEC_IF, "address", &appvm::vm::config::format_mac(m)])?;
+            ns.ip(&[
+                "link",
+                "set",
+                SEC_IF,
+                "address",
+                &appvm::vm::config::format_mac(m),
+            ])?;
             ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", SEC_IF])?;
             ns.ip(&["link", "set", SEC_IF, "up"])?;
-            Ok(Host { ns, ip, mac: m })
+            Ok(Host {
+                role,
+                ns,
+                ip,
+                mac: m,
+            })
         };
         let backend = host("backend", 1)?;
         let vm = host("vm", 20)?;

@@ -8,6 +8,7 @@
 
 pub mod frames;
 pub mod lab;
+pub mod micro;
 pub mod netns;
 pub mod probe;
 pub mod scenario;

@@ -34,7 +34,11 @@ impl Netns {
         // would otherwise validate and drop malformed IP before the guard
         // ever sees it.
         for table in ["arptables", "iptables", "ip6tables"] {
-            ns.exec(&["sysctl", "-qew", &format!("net.bridge.bridge-nf-call-{table}=0")])?;
+            ns.exec(&[
+                "sysctl",
+                "-qew",
+                &format!("net.bridge.bridge-nf-call-{table}=0"),
+            ])?;
         }
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)

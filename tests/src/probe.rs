@@ -15,7 +15,12 @@ use std::{
 use crate::netns::Netns;
 
 /// Tries one TCP connection from inside `ns`; true if it was established.
-pub fn tcp_connects(ns: &Netns, to: Ipv4Addr, port: u16, timeout: Duration) -> Result<bool, String> {
+pub fn tcp_connects(
+    ns: &Netns,
+    to: Ipv4Addr,
+    port: u16,
+    timeout: Duration,
+) -> Result<bool, String> {
     ns.run(move || {
         TcpStream::connect_timeout(&SocketAddr::V4(SocketAddrV4::new(to, port)), timeout).is_ok()
     })
@@ -194,7 +199,7 @@ impl Sniffer {
                         &raw mut len,
                     )
                 };
-                if n > 0 && from.sll_pkttype != libc::PACKET_OUTGOING as u8 {
+                if n > 0 && from.sll_pkttype != libc::PACKET_OUTGOING {
                     frames.push(buf[..n as usize].to_vec());
                 }
             }

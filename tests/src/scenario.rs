@@ -86,8 +86,8 @@ impl Recorder<'_> {
         let before = counters(self.lab)?;
         let actual = probe()?;
         let after = counters(self.lab)?;
-        let counted = after.get(counter).copied().unwrap_or(0)
-            - before.get(counter).copied().unwrap_or(0);
+        let counted =
+            after.get(counter).copied().unwrap_or(0) - before.get(counter).copied().unwrap_or(0);
         self.rows.push(FlowRow {
             flow,
             expected,
@@ -107,21 +107,43 @@ impl Recorder<'_> {
         Ok(())
     }
 
-    fn tcp(&mut self, from: &Host, from_name: &str, to: &Host, to_name: &str, port: u16, expected: Reach, counter: &'static str) -> Result<(), String> {
-        let timeout = if expected == Reach::Reaches { REACH_TIMEOUT } else { BLOCKED_TIMEOUT };
+    fn tcp(
+        &mut self,
+        from: &Host,
+        to: &Host,
+        port: u16,
+        expected: Reach,
+        counter: &'static str,
+    ) -> Result<(), String> {
+        let timeout = if expected == Reach::Reaches {
+            REACH_TIMEOUT
+        } else {
+            BLOCKED_TIMEOUT
+        };
         let (ns, ip) = (&from.ns, to.ip);
         self.flow(
-            format!("{from_name} -> {to_name}:{port}/tcp"),
+            format!("{} -> {}:{port}/tcp", from.role, to.role),
             expected,
             counter,
             None,
-            || Ok(if tcp_connects(ns, ip, port, timeout)? { Reach::Reaches } else { Reach::Blocked }),
+            || {
+                Ok(if tcp_connects(ns, ip, port, timeout)? {
+                    Reach::Reaches
+                } else {
+                    Reach::Blocked
+                })
+            },
         )
     }
 
     /// Sends raw frames from the rogue; "reaches" if the VM's packet socket
     /// saw any of them (it sees only what XDP passed).
-    fn raw(&mut self, what: &str, frames: Vec<Vec<u8>>, counter: &'static str) -> Result<(), String> {
+    fn raw(
+        &mut self,
+        what: &str,
+        frames: Vec<Vec<u8>>,
+        counter: &'static str,
+    ) -> Result<(), String> {
         let lab = self.lab;
         let sent = frames.clone();
         self.flow(
@@ -134,8 +156,14 @@ impl Recorder<'_> {
                 send_frames(&lab.rogue.ns, SEC_IF, frames)?;
                 std::thread::sleep(Duration::from_millis(150));
                 let seen = sniffer.finish();
-                let leaked = seen.iter().any(|f| sent.iter().any(|s| f.starts_with(s) || s.starts_with(f)));
-                Ok(if leaked { Reach::Reaches } else { Reach::Blocked })
+                let leaked = seen
+                    .iter()
+                    .any(|f| sent.iter().any(|s| f.starts_with(s) || s.starts_with(f)));
+                Ok(if leaked {
+                    Reach::Reaches
+                } else {
+                    Reach::Blocked
+                })
             },
         )
     }
@@ -173,7 +201,18 @@ pub fn run_vm_guard(lab: &Lab) -> Result<VmGuardRun, String> {
     appvm_ok(
         lab,
         vm,
-        &["vm", "attach", "--iface", SEC_IF, "--backend-ip", &backend_ip, "--backend-mac", &backend_mac, "--app-port", &APP_PORT.to_string()],
+        &[
+            "vm",
+            "attach",
+            "--iface",
+            SEC_IF,
+            "--backend-ip",
+            &backend_ip,
+            "--backend-mac",
+            &backend_mac,
+            "--app-port",
+            &APP_PORT.to_string(),
+        ],
     )?;
     // Static neighbours: the guard also drops the ARP that would resolve
     // these, and the flows must reach the IP layer to test it.
@@ -184,44 +223,142 @@ pub fn run_vm_guard(lab: &Lab) -> Result<VmGuardRun, String> {
     let _backend_svc = Listener::start(&backend.ns, 8080, life)?;
     let _rogue_svc = Listener::start(&rogue.ns, 8080, life)?;
 
-    let mut r = Recorder { lab, rows: Vec::new() };
-    r.tcp(backend, "backend", vm, "vm", APP_PORT, Reach::Reaches, "in_pass_app_from_backend")?;
-    r.tcp(vm, "vm", backend, "backend", 8080, Reach::Reaches, "out_pass_backend")?;
-    r.tcp(rogue, "rogue", vm, "vm", APP_PORT, Reach::Blocked, "in_drop_foreign_source")?;
-    r.tcp(vm, "vm", rogue, "rogue", 8080, Reach::Blocked, "out_drop_denied")?;
+    let mut r = Recorder {
+        lab,
+        rows: Vec::new(),
+    };
+    r.tcp(
+        backend,
+        vm,
+        APP_PORT,
+        Reach::Reaches,
+        "in_pass_app_from_backend",
+    )?;
+    r.tcp(vm, backend, 8080, Reach::Reaches, "out_pass_backend")?;
+    r.tcp(
+        rogue,
+        vm,
+        APP_PORT,
+        Reach::Blocked,
+        "in_drop_foreign_source",
+    )?;
+    r.tcp(vm, rogue, 8080, Reach::Blocked, "out_drop_denied")?;
 
     let n = RAW_FRAMES as usize;
     let syn = |src_ip, sport| frames::tcp_syn(rogue.mac, vm.mac, src_ip, vm.ip, sport, APP_PORT);
     let arp = frames::arp(1, rogue.mac, rogue.ip, [0; 6], vm.ip);
-    r.raw("ARP who-has vm", vec![frames::ethernet(frames::BROADCAST_MAC, rogue.mac, frames::ETH_P_ARP, &arp); n], "in_drop_arp_foreign")?;
-    r.raw("SYN spoofing the backend's IP", (0..n).map(|i| syn(backend.ip, 40000 + i as u16)).collect(), "in_drop_backend_mac_mismatch")?;
-    let udp = frames::udp_frame(rogue.mac, vm.mac, rogue.ip, vm.ip, 40000, APP_PORT, b"probe");
+    r.raw(
+        "ARP who-has vm",
+        vec![frames::ethernet(frames::BROADCAST_MAC, rogue.mac, frames::ETH_P_ARP, &arp); n],
+        "in_drop_arp_foreign",
+    )?;
+    r.raw(
+        "SYN spoofing the backend's IP",
+        (0..n).map(|i| syn(backend.ip, 40000 + i as u16)).collect(),
+        "in_drop_backend_mac_mismatch",
+    )?;
+    let udp = frames::udp_frame(
+        rogue.mac, vm.mac, rogue.ip, vm.ip, 40000, APP_PORT, b"probe",
+    );
     r.raw("UDP to :443", vec![udp; n], "in_drop_foreign_source")?;
-    let inner = frames::Ipv4::new(rogue.ip, vm.ip, IPPROTO_TCP).to_bytes(&frames::tcp(rogue.ip, vm.ip, 40001, APP_PORT, frames::TCP_SYN, 1));
-    r.raw("802.1Q-tagged SYN to :443", vec![frames::vlan_tagged(vm.mac, rogue.mac, ETH_P_8021Q, 7, ETH_P_IP, &inner); n], "in_drop_foreign_source")?;
+    let inner = frames::Ipv4::new(rogue.ip, vm.ip, IPPROTO_TCP).to_bytes(&frames::tcp(
+        rogue.ip,
+        vm.ip,
+        40001,
+        APP_PORT,
+        frames::TCP_SYN,
+        1,
+    ));
+    r.raw(
+        "802.1Q-tagged SYN to :443",
+        vec![frames::vlan_tagged(vm.mac, rogue.mac, ETH_P_8021Q, 7, ETH_P_IP, &inner); n],
+        "in_drop_foreign_source",
+    )?;
     // The bridge lifts the tag into metadata: XDP sees an untagged frame
     // from the backend (IP and MAC spoofed), the tcx stage drops it.
-    let spoofed = frames::Ipv4::new(backend.ip, vm.ip, IPPROTO_TCP).to_bytes(&frames::tcp(backend.ip, vm.ip, 40003, APP_PORT, frames::TCP_SYN, 1));
-    r.raw("802.1Q-tagged SYN as the backend", vec![frames::vlan_tagged(vm.mac, backend.mac, ETH_P_8021Q, 7, ETH_P_IP, &spoofed); n], "in_drop_vlan_offloaded")?;
-    r.raw("IPv6 frame", vec![frames::ethernet(vm.mac, rogue.mac, ETH_P_IPV6, &frames::ipv6_no_next_header()); n], "in_drop_ipv6")?;
+    let spoofed = frames::Ipv4::new(backend.ip, vm.ip, IPPROTO_TCP).to_bytes(&frames::tcp(
+        backend.ip,
+        vm.ip,
+        40003,
+        APP_PORT,
+        frames::TCP_SYN,
+        1,
+    ));
+    r.raw(
+        "802.1Q-tagged SYN as the backend",
+        vec![frames::vlan_tagged(vm.mac, backend.mac, ETH_P_8021Q, 7, ETH_P_IP, &spoofed); n],
+        "in_drop_vlan_offloaded",
+    )?;
+    r.raw(
+        "IPv6 frame",
+        vec![
+            frames::ethernet(
+                vm.mac,
+                rogue.mac,
+                ETH_P_IPV6,
+                &frames::ipv6_no_next_header()
+            );
+            n
+        ],
+        "in_drop_ipv6",
+    )?;
     let mut frag = frames::Ipv4::new(rogue.ip, vm.ip, IPPROTO_TCP);
     frag.flags_frag = 185; // offset 1480 bytes, no MF: a non-first fragment
-    r.raw("non-first fragment to :443", vec![frames::ethernet(vm.mac, rogue.mac, ETH_P_IP, &frag.to_bytes(&[0; 64])); n], "in_drop_fragment")?;
+    r.raw(
+        "non-first fragment to :443",
+        vec![frames::ethernet(vm.mac, rogue.mac, ETH_P_IP, &frag.to_bytes(&[0; 64])); n],
+        "in_drop_fragment",
+    )?;
     let mut first = frames::Ipv4::new(rogue.ip, vm.ip, IPPROTO_TCP);
     first.flags_frag = IP_MF;
-    r.raw("first fragment to :443", vec![frames::ethernet(vm.mac, rogue.mac, ETH_P_IP, &first.to_bytes(&frames::tcp(rogue.ip, vm.ip, 40002, APP_PORT, frames::TCP_SYN, 1))); n], "in_drop_fragment")?;
-    let offer = frames::udp_frame(rogue.mac, frames::BROADCAST_MAC, rogue.ip, std::net::Ipv4Addr::BROADCAST, 67, 68, &[0; 240]);
+    r.raw(
+        "first fragment to :443",
+        vec![
+            frames::ethernet(
+                vm.mac,
+                rogue.mac,
+                ETH_P_IP,
+                &first.to_bytes(&frames::tcp(
+                    rogue.ip,
+                    vm.ip,
+                    40002,
+                    APP_PORT,
+                    frames::TCP_SYN,
+                    1
+                ))
+            );
+            n
+        ],
+        "in_drop_fragment",
+    )?;
+    let offer = frames::udp_frame(
+        rogue.mac,
+        frames::BROADCAST_MAC,
+        rogue.ip,
+        std::net::Ipv4Addr::BROADCAST,
+        67,
+        68,
+        &[0; 240],
+    );
     r.raw("rogue DHCP offer", vec![offer; n], "in_drop_dhcp_rogue")?;
 
     let status_text = appvm_ok(lab, vm, &["vm", "status", "--iface", SEC_IF])?;
-    let status_json = serde_json::from_str(&appvm_ok(lab, vm, &["vm", "status", "--iface", SEC_IF, "--json"])?)
-        .map_err(|e| format!("appvm vm status --json: {e}"))?;
+    let status_json = serde_json::from_str(&appvm_ok(
+        lab,
+        vm,
+        &["vm", "status", "--iface", SEC_IF, "--json"],
+    )?)
+    .map_err(|e| format!("appvm vm status --json: {e}"))?;
     appvm_ok(lab, vm, &["vm", "detach", "--iface", SEC_IF])?;
     let connected = tcp_connects(&rogue.ns, vm.ip, APP_PORT, REACH_TIMEOUT)?;
     r.rows.push(FlowRow {
         flow: format!("rogue -> vm:{APP_PORT}/tcp after detach"),
         expected: Reach::Reaches,
-        actual: if connected { Reach::Reaches } else { Reach::Blocked },
+        actual: if connected {
+            Reach::Reaches
+        } else {
+            Reach::Blocked
+        },
         counter: "-",
         counted: 0,
         min_count: 0,
@@ -244,7 +381,11 @@ pub fn format_table(rows: &[FlowRow]) -> String {
         "flow", "expected", "actual", "reason counter", "counted", "ok"
     );
     for r in rows {
-        let counted = if r.counter == "-" { "-".to_owned() } else { format!("+{}", r.counted) };
+        let counted = if r.counter == "-" {
+            "-".to_owned()
+        } else {
+            format!("+{}", r.counted)
+        };
         let _ = writeln!(
             out,
             "{:<width$}  {:<8} {:<8} {:<30} {:>7}  {}",
@@ -257,7 +398,12 @@ pub fn format_table(rows: &[FlowRow]) -> String {
         );
         if !r.ok() && !r.moved.is_empty() {
             let moved: Vec<String> = r.moved.iter().map(|(n, d)| format!("{n} +{d}")).collect();
-            let _ = writeln!(out, "{:<width$}  counters that moved: {}", "", moved.join(", "));
+            let _ = writeln!(
+                out,
+                "{:<width$}  counters that moved: {}",
+                "",
+                moved.join(", ")
+            );
         }
     }
     out

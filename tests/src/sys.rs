@@ -39,7 +39,9 @@ pub fn which(name: &str) -> Option<PathBuf> {
 
 /// Runs `cmd`, returning its output, or an error with its stderr.
 pub fn run(cmd: &mut Command) -> Result<Output, String> {
-    let out = cmd.output().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
     if out.status.success() {
         Ok(out)
     } else {

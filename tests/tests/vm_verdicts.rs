@@ -60,7 +60,9 @@ struct Harness {
 
 fn harness(p: &VmPolicy) -> Harness {
     require_privileges();
-    let serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut guard = LoadedGuard::load().expect("load guard programs");
     guard.install(p).expect("install policy");
     Harness {
@@ -72,7 +74,6 @@ fn harness(p: &VmPolicy) -> Harness {
 #[derive(Clone, Copy)]
 enum Prog {
     Ingress,
-    IngressVlan,
     Egress,
 }
 
@@ -82,7 +83,6 @@ impl Harness {
         self.guard.reset_counters().expect("reset counters");
         let r = match prog {
             Prog::Ingress => self.guard.run_ingress(frame, 1),
-            Prog::IngressVlan => self.guard.run_ingress_vlan(frame, 1),
             Prog::Egress => self.guard.run_egress(frame, 1),
         }
         .expect("BPF_PROG_TEST_RUN");
@@ -94,7 +94,8 @@ impl Harness {
             .filter(|c| c.counter.packets != 0)
             .collect();
         assert_eq!(
-            r.return_value, verdict,
+            r.return_value,
+            verdict,
             "verdict for {:?}, counters moved: {moved:?}",
             reason.name()
         );
@@ -156,15 +157,31 @@ fn app_port_only_from_the_backend() {
     // Other traffic from the backend: the platform's proxy, replies.
     h.pass_in(&syn_from(B_MAC, BACKEND, 22), VmReason::InBackendOther);
     let icmp = Ipv4::new(BACKEND, VM, IPPROTO_ICMP);
-    h.pass_in(&ip_frame(B_MAC, &icmp, &[8, 0, 0, 0, 0, 0, 0, 0]), VmReason::InBackendOther);
-    h.drop_in(&ip_frame(R_MAC, &Ipv4::new(ROGUE, VM, IPPROTO_ICMP), &[8, 0, 0, 0, 0, 0, 0, 0]), VmReason::InForeignSource);
+    h.pass_in(
+        &ip_frame(B_MAC, &icmp, &[8, 0, 0, 0, 0, 0, 0, 0]),
+        VmReason::InBackendOther,
+    );
+    h.drop_in(
+        &ip_frame(
+            R_MAC,
+            &Ipv4::new(ROGUE, VM, IPPROTO_ICMP),
+            &[8, 0, 0, 0, 0, 0, 0, 0],
+        ),
+        VmReason::InForeignSource,
+    );
 }
 
 #[test]
 fn backend_mac_pinning() {
     let mut h = harness(&policy(&[]));
-    h.drop_in(&syn_from(R_MAC, BACKEND, 443), VmReason::InBackendMacMismatch);
-    h.drop_in(&syn_from(R_MAC, BACKEND, 22), VmReason::InBackendMacMismatch);
+    h.drop_in(
+        &syn_from(R_MAC, BACKEND, 443),
+        VmReason::InBackendMacMismatch,
+    );
+    h.drop_in(
+        &syn_from(R_MAC, BACKEND, 22),
+        VmReason::InBackendMacMismatch,
+    );
     drop(h);
     let mut h = harness(&policy(&["no-mac"]));
     h.pass_in(&syn_from(R_MAC, BACKEND, 443), VmReason::InAppFromBackend);
@@ -202,7 +219,13 @@ fn vlan_stage_passes_untagged_without_counting() {
         .run_ingress_vlan(&syn_from(B_MAC, BACKEND, 443), 1)
         .expect("test run");
     assert_eq!(r.return_value, TC_NEXT);
-    let moved = h.guard.counters().expect("counters").into_iter().filter(|c| c.counter.packets != 0).count();
+    let moved = h
+        .guard
+        .counters()
+        .expect("counters")
+        .into_iter()
+        .filter(|c| c.counter.packets != 0)
+        .count();
     assert_eq!(moved, 0, "the VLAN stage counts only what it drops");
 }
 
@@ -219,14 +242,26 @@ fn truncated_headers() {
     h.drop_in(&with_opts[..14 + 20], VmReason::InTruncatedIpv4);
     // TCP header cut short, IP lengths consistent with the cut.
     let seg = tcp(BACKEND, VM, 1, 443, TCP_SYN, 1);
-    h.drop_in(&ip_frame(B_MAC, &Ipv4::new(BACKEND, VM, IPPROTO_TCP), &seg[..10]), VmReason::InTruncatedL4);
-    h.drop_in(&ip_frame(B_MAC, &Ipv4::new(BACKEND, VM, IPPROTO_UDP), &[0, 67, 0]), VmReason::InTruncatedL4);
+    h.drop_in(
+        &ip_frame(B_MAC, &Ipv4::new(BACKEND, VM, IPPROTO_TCP), &seg[..10]),
+        VmReason::InTruncatedL4,
+    );
+    h.drop_in(
+        &ip_frame(B_MAC, &Ipv4::new(BACKEND, VM, IPPROTO_UDP), &[0, 67, 0]),
+        VmReason::InTruncatedL4,
+    );
     // ARP payload cut short.
     let a = arp(1, B_MAC, BACKEND, [0; 6], VM);
-    h.drop_in(&ethernet(VM_MAC, B_MAC, ETH_P_ARP, &a[..20]), VmReason::InTruncatedArp);
+    h.drop_in(
+        &ethernet(VM_MAC, B_MAC, ETH_P_ARP, &a[..20]),
+        VmReason::InTruncatedArp,
+    );
     // Egress: ARP cut short (the kernel refuses test-run skbs with a cut
     // IPv4 header, so this is the shortest unparseable frame it accepts).
-    h.drop_out(&ethernet(BROADCAST_MAC, VM_MAC, ETH_P_ARP, &a[..20]), VmReason::OutUnparseable);
+    h.drop_out(
+        &ethernet(BROADCAST_MAC, VM_MAC, ETH_P_ARP, &a[..20]),
+        VmReason::OutUnparseable,
+    );
 }
 
 #[test]
@@ -239,11 +274,11 @@ fn malformed_ipv4() {
         v
     };
     for bad in [
-        mutate(&|v| v[14] = 0x44),        // IHL 4 (< 5 words)
-        mutate(&|v| v[14] = 0x65),        // version 6 in an IPv4 ethertype
+        mutate(&|v| v[14] = 0x44), // IHL 4 (< 5 words)
+        mutate(&|v| v[14] = 0x65), // version 6 in an IPv4 ethertype
         mutate(&|v| v[16..18].copy_from_slice(&200_u16.to_be_bytes())), // longer than the frame
-        mutate(&|v| v[16..18].copy_from_slice(&19_u16.to_be_bytes())),  // shorter than its header
-        mutate(&|v| v[20] |= 0x80),       // reserved fragment bit
+        mutate(&|v| v[16..18].copy_from_slice(&19_u16.to_be_bytes())), // shorter than its header
+        mutate(&|v| v[20] |= 0x80), // reserved fragment bit
     ] {
         h.drop_in(&bad, VmReason::InMalformedIpv4);
         h.drop_out(&bad, VmReason::OutMalformedIpv4);
@@ -261,12 +296,21 @@ fn ip_options_parsed_by_header_length() {
     // 20 bytes; the real destination port is 8080.
     let mut ip = Ipv4::new(BACKEND, VM, IPPROTO_TCP);
     ip.options = vec![0x00, 0x50, 0x01, 0xbb];
-    h.pass_in(&ip_frame(B_MAC, &ip, &tcp(BACKEND, VM, 1, 8080, TCP_SYN, 1)), VmReason::InBackendOther);
+    h.pass_in(
+        &ip_frame(B_MAC, &ip, &tcp(BACKEND, VM, 1, 8080, TCP_SYN, 1)),
+        VmReason::InBackendOther,
+    );
     ip.options = vec![1; 40];
-    h.pass_in(&ip_frame(B_MAC, &ip, &tcp(BACKEND, VM, 1, 443, TCP_SYN, 1)), VmReason::InAppFromBackend);
+    h.pass_in(
+        &ip_frame(B_MAC, &ip, &tcp(BACKEND, VM, 1, 443, TCP_SYN, 1)),
+        VmReason::InAppFromBackend,
+    );
     let mut rogue = Ipv4::new(ROGUE, VM, IPPROTO_TCP);
     rogue.options = vec![0x00, 0x19, 0x00, 0x19]; // as if from port 25
-    h.drop_in(&ip_frame(R_MAC, &rogue, &tcp(ROGUE, VM, 1, 443, TCP_SYN, 1)), VmReason::InForeignSource);
+    h.drop_in(
+        &ip_frame(R_MAC, &rogue, &tcp(ROGUE, VM, 1, 443, TCP_SYN, 1)),
+        VmReason::InForeignSource,
+    );
 }
 
 #[test]
@@ -281,10 +325,16 @@ fn fragments() {
     h.pass_in(&ip_frame(B_MAC, &later, &[0; 24]), VmReason::InBackendOther);
     let mut rogue_first = Ipv4::new(ROGUE, VM, IPPROTO_TCP);
     rogue_first.flags_frag = IP_MF;
-    h.drop_in(&ip_frame(R_MAC, &rogue_first, &tcp(ROGUE, VM, 1, 443, TCP_SYN, 1)), VmReason::InFragment);
+    h.drop_in(
+        &ip_frame(R_MAC, &rogue_first, &tcp(ROGUE, VM, 1, 443, TCP_SYN, 1)),
+        VmReason::InFragment,
+    );
     let mut rogue_later = Ipv4::new(ROGUE, VM, IPPROTO_TCP);
     rogue_later.flags_frag = 3;
-    h.drop_in(&ip_frame(R_MAC, &rogue_later, &[0; 24]), VmReason::InFragment);
+    h.drop_in(
+        &ip_frame(R_MAC, &rogue_later, &[0; 24]),
+        VmReason::InFragment,
+    );
     // A tiny first fragment that does not hold the whole TCP header.
     let mut tiny = Ipv4::new(BACKEND, VM, IPPROTO_TCP);
     tiny.flags_frag = IP_MF;
@@ -292,35 +342,76 @@ fn fragments() {
     // Egress: later fragments only to the backend.
     let mut out_later = Ipv4::new(VM, ROGUE, IPPROTO_TCP);
     out_later.flags_frag = 3;
-    h.drop_out(&ethernet(R_MAC, VM_MAC, ETH_P_IP, &out_later.to_bytes(&[0; 24])), VmReason::OutFragment);
+    h.drop_out(
+        &ethernet(R_MAC, VM_MAC, ETH_P_IP, &out_later.to_bytes(&[0; 24])),
+        VmReason::OutFragment,
+    );
     let mut to_backend = Ipv4::new(VM, BACKEND, IPPROTO_TCP);
     to_backend.flags_frag = 3;
-    h.pass_out(&ethernet(B_MAC, VM_MAC, ETH_P_IP, &to_backend.to_bytes(&[0; 24])), VmReason::OutBackend);
+    h.pass_out(
+        &ethernet(B_MAC, VM_MAC, ETH_P_IP, &to_backend.to_bytes(&[0; 24])),
+        VmReason::OutBackend,
+    );
 }
 
 #[test]
 fn arp_only_with_the_backend() {
     let mut h = harness(&policy(&[]));
-    let from_backend = ethernet(BROADCAST_MAC, B_MAC, ETH_P_ARP, &arp(1, B_MAC, BACKEND, [0; 6], VM));
+    let from_backend = ethernet(
+        BROADCAST_MAC,
+        B_MAC,
+        ETH_P_ARP,
+        &arp(1, B_MAC, BACKEND, [0; 6], VM),
+    );
     h.pass_in(&from_backend, VmReason::InArpBackend);
-    let reply = ethernet(VM_MAC, B_MAC, ETH_P_ARP, &arp(2, B_MAC, BACKEND, VM_MAC, VM));
+    let reply = ethernet(
+        VM_MAC,
+        B_MAC,
+        ETH_P_ARP,
+        &arp(2, B_MAC, BACKEND, VM_MAC, VM),
+    );
     h.pass_in(&reply, VmReason::InArpBackend);
-    let rogue = ethernet(BROADCAST_MAC, R_MAC, ETH_P_ARP, &arp(1, R_MAC, ROGUE, [0; 6], VM));
+    let rogue = ethernet(
+        BROADCAST_MAC,
+        R_MAC,
+        ETH_P_ARP,
+        &arp(1, R_MAC, ROGUE, [0; 6], VM),
+    );
     h.drop_in(&rogue, VmReason::InArpForeign);
     // Poisoning: the backend's IP with the rogue's MAC, in the frame or in ARP.
-    let poison = ethernet(BROADCAST_MAC, R_MAC, ETH_P_ARP, &arp(2, R_MAC, BACKEND, VM_MAC, VM));
+    let poison = ethernet(
+        BROADCAST_MAC,
+        R_MAC,
+        ETH_P_ARP,
+        &arp(2, R_MAC, BACKEND, VM_MAC, VM),
+    );
     h.drop_in(&poison, VmReason::InBackendMacMismatch);
-    let inner_poison = ethernet(BROADCAST_MAC, B_MAC, ETH_P_ARP, &arp(2, R_MAC, BACKEND, VM_MAC, VM));
+    let inner_poison = ethernet(
+        BROADCAST_MAC,
+        B_MAC,
+        ETH_P_ARP,
+        &arp(2, R_MAC, BACKEND, VM_MAC, VM),
+    );
     h.drop_in(&inner_poison, VmReason::InBackendMacMismatch);
     let mut odd = arp(1, B_MAC, BACKEND, [0; 6], VM);
     odd[4] = 8; // hardware address length 8
-    h.drop_in(&ethernet(BROADCAST_MAC, B_MAC, ETH_P_ARP, &odd), VmReason::InMalformedArp);
+    h.drop_in(
+        &ethernet(BROADCAST_MAC, B_MAC, ETH_P_ARP, &odd),
+        VmReason::InMalformedArp,
+    );
 }
 
 #[test]
 fn arp_out() {
     let mut h = harness(&policy(&[]));
-    let req = |spa, tpa| ethernet(BROADCAST_MAC, VM_MAC, ETH_P_ARP, &arp(1, VM_MAC, spa, [0; 6], tpa));
+    let req = |spa, tpa| {
+        ethernet(
+            BROADCAST_MAC,
+            VM_MAC,
+            ETH_P_ARP,
+            &arp(1, VM_MAC, spa, [0; 6], tpa),
+        )
+    };
     h.pass_out(&req(VM, BACKEND), VmReason::OutArp);
     h.pass_out(&req(VM, RELAY), VmReason::OutArp);
     h.pass_out(&req(Ipv4Addr::UNSPECIFIED, VM), VmReason::OutArp); // probe
@@ -330,7 +421,17 @@ fn arp_out() {
 
 #[test]
 fn dhcp_only_from_the_server() {
-    let reply = |mac, src| udp_frame(mac, BROADCAST_MAC, src, Ipv4Addr::BROADCAST, 67, 68, &[0; 240]);
+    let reply = |mac, src| {
+        udp_frame(
+            mac,
+            BROADCAST_MAC,
+            src,
+            Ipv4Addr::BROADCAST,
+            67,
+            68,
+            &[0; 240],
+        )
+    };
     let mut h = harness(&policy(&[]));
     h.pass_in(&reply(B_MAC, BACKEND), VmReason::InDhcpReply);
     h.drop_in(&reply(R_MAC, ROGUE), VmReason::InDhcpRogue);
@@ -339,7 +440,15 @@ fn dhcp_only_from_the_server() {
     h.pass_in(&reply(R_MAC, DHCP2), VmReason::InDhcpReply);
     h.drop_in(&reply(B_MAC, BACKEND), VmReason::InDhcpRogue);
     // Requests out: broadcast or to the server, from the client port only.
-    let discover = udp_frame(VM_MAC, BROADCAST_MAC, Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST, 68, 67, &[0; 240]);
+    let discover = udp_frame(
+        VM_MAC,
+        BROADCAST_MAC,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::BROADCAST,
+        68,
+        67,
+        &[0; 240],
+    );
     h.pass_out(&discover, VmReason::OutDhcpRequest);
     let renew = udp_frame(VM_MAC, R_MAC, VM, DHCP2, 68, 67, &[0; 240]);
     h.pass_out(&renew, VmReason::OutDhcpRequest);
@@ -357,10 +466,19 @@ fn egress_to_backend_and_allowed_destinations_only() {
     h.drop_out(&out(RELAY, 26), VmReason::OutDenied);
     h.drop_out(&out(ROGUE, 443), VmReason::OutDenied);
     let icmp = Ipv4::new(VM, ROGUE, IPPROTO_ICMP).to_bytes(&[8, 0, 0, 0, 0, 0, 0, 0]);
-    h.drop_out(&ethernet(R_MAC, VM_MAC, ETH_P_IP, &icmp), VmReason::OutDenied);
+    h.drop_out(
+        &ethernet(R_MAC, VM_MAC, ETH_P_IP, &icmp),
+        VmReason::OutDenied,
+    );
     // Replies from the allowed destination come back in; nothing else of it.
-    h.pass_in(&tcp_syn(R_MAC, VM_MAC, RELAY, VM, 25, 40000), VmReason::InAllowedReply);
-    h.drop_in(&tcp_syn(R_MAC, VM_MAC, RELAY, VM, 26, 40000), VmReason::InForeignSource);
+    h.pass_in(
+        &tcp_syn(R_MAC, VM_MAC, RELAY, VM, 25, 40000),
+        VmReason::InAllowedReply,
+    );
+    h.drop_in(
+        &tcp_syn(R_MAC, VM_MAC, RELAY, VM, 26, 40000),
+        VmReason::InForeignSource,
+    );
 }
 
 #[test]
@@ -377,7 +495,10 @@ fn unknown_ethertypes() {
 fn no_policy_drops_everything() {
     let mut h = harness(&VmPolicy::DISABLED);
     h.drop_in(&syn_from(B_MAC, BACKEND, 443), VmReason::InNoPolicy);
-    h.drop_out(&tcp_syn(VM_MAC, B_MAC, VM, BACKEND, 1, 443), VmReason::OutNoPolicy);
+    h.drop_out(
+        &tcp_syn(VM_MAC, B_MAC, VM, BACKEND, 1, 443),
+        VmReason::OutNoPolicy,
+    );
     // An enabled policy then a disabled one: the switch is immediate.
     h.guard.install(&policy(&[])).expect("install");
     h.pass_in(&syn_from(B_MAC, BACKEND, 443), VmReason::InAppFromBackend);
@@ -426,7 +547,10 @@ fn every_reason_has_a_frame() {
     ] {
         t();
     }
-    let seen = SEEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let seen = SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     // Not reachable through BPF_PROG_TEST_RUN: the kernel refuses frames
     // shorter than an Ethernet header, and test-run skbs carry no VLAN
     // metadata (the lab's end-to-end test covers the offloaded tag).
@@ -436,5 +560,8 @@ fn every_reason_has_a_frame() {
         .filter(|r| !seen.contains(&r.index()) && !untestable.contains(r))
         .map(|r| r.name())
         .collect();
-    assert!(missing.is_empty(), "reasons without a verdict test: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "reasons without a verdict test: {missing:?}"
+    );
 }

@@ -4,6 +4,7 @@
 //! - `test`:  setup, build, then every test (unit, verdict, end-to-end)
 //! - `demo`:  setup, build, then the namespace lab
 //! - `lint`:  rustfmt and clippy, warnings as errors
+//! - `bench`: per-packet cost through BPF_PROG_TEST_RUN
 
 mod cmd;
 mod setup;
@@ -32,6 +33,15 @@ enum Task {
     Demo,
     /// rustfmt --check and clippy -D warnings on every crate.
     Lint,
+    /// Per-packet cost of the guard against an XDP_PASS floor (needs root).
+    Bench {
+        /// Packets per BPF_PROG_TEST_RUN call.
+        #[arg(long, default_value_t = 1_000_000)]
+        repeat: u32,
+        /// Interleaved runs.
+        #[arg(long, default_value_t = 11)]
+        runs: u32,
+    },
 }
 
 fn main() -> Result<()> {
@@ -51,11 +61,27 @@ fn main() -> Result<()> {
         Task::Demo => {
             setup::run()?;
             cmd::cargo(&["build", "--workspace", "--bins"])?;
-            cmd::run(std::process::Command::new(cmd::target_dir().join("debug/appvm-lab")))
+            cmd::run(std::process::Command::new(
+                cmd::target_dir().join("debug/appvm-lab"),
+            ))
+        }
+        Task::Bench { repeat, runs } => {
+            setup::run()?;
+            cmd::cargo(&["build", "--release", "--workspace", "--bins"])?;
+            let mut bench = std::process::Command::new(cmd::target_dir().join("release/appvm-lab"));
+            bench.args(["micro", &repeat.to_string(), &runs.to_string()]);
+            cmd::run(bench)
         }
         Task::Lint => {
             cmd::cargo(&["fmt", "--all", "--check"])?;
-            cmd::cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+            cmd::cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])
         }
     }
 }

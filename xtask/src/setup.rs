@@ -12,7 +12,12 @@ use crate::cmd::{self, output, succeeds};
 /// Compiler with a precompiled `core` for bpfel-unknown-none.
 const DEBIAN_EBPF_TOOLCHAIN: &[&str] = &["rustc-web", "libstd-rust-web-dev-bpf"];
 /// What `cargo install bpf-linker --features llvm-22` links against.
-const BPF_LINKER_BUILD: &[&str] = &["llvm-22-dev", "libzstd-dev", "zlib1g-dev", "libpolly-22-dev"];
+const BPF_LINKER_BUILD: &[&str] = &[
+    "llvm-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "libpolly-22-dev",
+];
 /// Tools the lab and the tests run.
 const LAB_TOOLS: &[&str] = &["iproute2", "util-linux", "procps"];
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -39,7 +44,11 @@ pub(crate) fn run() -> Result<()> {
     mount_bpffs()?;
     eprintln!(
         "setup: ready ({} eBPF toolchain, bpf-linker {BPF_LINKER_VERSION}, bpffs) in {:.2} s",
-        if upstream { "rustup nightly + rust-src" } else { "Debian rustc-web" },
+        if upstream {
+            "rustup nightly + rust-src"
+        } else {
+            "Debian rustc-web"
+        },
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -203,7 +203,11 @@ fn attach_xdp(ebpf: &mut Ebpf, staging: &Path, iface: &str) -> Result<(), Attach
         .try_into()
         .map_err(program)?;
     xdp.load().map_err(program)?;
-    pin_program(xdp.pin(staging.join(vm::PIN_PROG_INGRESS)), staging, vm::PIN_PROG_INGRESS)?;
+    pin_program(
+        xdp.pin(staging.join(vm::PIN_PROG_INGRESS)),
+        staging,
+        vm::PIN_PROG_INGRESS,
+    )?;
     let id = xdp.attach(iface, XdpMode::default()).map_err(program)?;
     let link: FdLink = xdp
         .take_link(id)

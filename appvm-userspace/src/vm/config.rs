@@ -79,7 +79,7 @@ impl GuardSettings {
         toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             let msg = e.message().replace('\n', " ");
             match line {
                 Some(line) => format!("line {line}: {msg}"),
@@ -160,8 +160,8 @@ impl GuardSettings {
         }
         let mut allow_egress = BTreeSet::new();
         for rule in &self.allow_egress {
-            let parsed = EgressTarget::from_str(rule)
-                .map_err(|why| invalid("allow_egress", rule, why))?;
+            let parsed =
+                EgressTarget::from_str(rule).map_err(|why| invalid("allow_egress", rule, why))?;
             if !allow_egress.insert(parsed) {
                 return Err(invalid("allow_egress", rule, "given twice"));
             }
@@ -283,4 +283,295 @@ pub fn format_mac(mac: [u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> GuardSettings {
+        GuardSettings {
+            iface: Some("eth0".into()),
+            backend_ip: Some("192.168.128.1".into()),
+            app_ports: vec![443],
+            ..GuardSettings::default()
+        }
+    }
+
+    fn err(s: GuardSettings) -> String {
+        s.validate().expect_err("must be rejected").to_string()
+    }
+
+    #[test]
+    fn minimal_config_defaults() {
+        let c = base().validate().expect("valid");
+        assert_eq!(
+            c.dhcp_server, c.backend_ip,
+            "DHCP server defaults to the backend"
+        );
+        assert_eq!(c.backend_mac, None);
+        assert!(!c.allow_ipv6);
+        assert!(c.allow_egress.is_empty());
+    }
+
+    #[test]
+    fn every_validation_error_names_field_and_value() {
+        let cases: Vec<(GuardSettings, &str)> = vec![
+            (
+                GuardSettings {
+                    iface: None,
+                    ..base()
+                },
+                "missing iface",
+            ),
+            (
+                GuardSettings {
+                    iface: Some(String::new()),
+                    ..base()
+                },
+                "invalid iface ''",
+            ),
+            (
+                GuardSettings {
+                    iface: Some("a/b".into()),
+                    ..base()
+                },
+                "invalid iface 'a/b'",
+            ),
+            (
+                GuardSettings {
+                    iface: Some("x".repeat(16)),
+                    ..base()
+                },
+                "invalid iface",
+            ),
+            (
+                GuardSettings {
+                    backend_ip: None,
+                    ..base()
+                },
+                "missing backend_ip",
+            ),
+            (
+                GuardSettings {
+                    backend_ip: Some("10.0.0".into()),
+                    ..base()
+                },
+                "invalid backend_ip '10.0.0'",
+            ),
+            (
+                GuardSettings {
+                    backend_ip: Some("0.0.0.0".into()),
+                    ..base()
+                },
+                "invalid backend_ip '0.0.0.0'",
+            ),
+            (
+                GuardSettings {
+                    backend_ip: Some("224.0.0.1".into()),
+                    ..base()
+                },
+                "invalid backend_ip '224.0.0.1'",
+            ),
+            (
+                GuardSettings {
+                    backend_ip: Some("255.255.255.255".into()),
+                    ..base()
+                },
+                "not a unicast",
+            ),
+            (
+                GuardSettings {
+                    backend_mac: Some("00:00:00:00:00:00".into()),
+                    ..base()
+                },
+                "invalid backend_mac '00:00:00:00:00:00': all-zero",
+            ),
+            (
+                GuardSettings {
+                    backend_mac: Some("ff:ff:ff:ff:ff:ff".into()),
+                    ..base()
+                },
+                "invalid backend_mac 'ff:ff:ff:ff:ff:ff': multicast",
+            ),
+            (
+                GuardSettings {
+                    backend_mac: Some("02:00:00:00:00".into()),
+                    ..base()
+                },
+                "invalid backend_mac '02:00:00:00:00'",
+            ),
+            (
+                GuardSettings {
+                    backend_mac: Some("02:00:00:00:00:0g".into()),
+                    ..base()
+                },
+                "invalid backend_mac",
+            ),
+            (
+                GuardSettings {
+                    app_ports: vec![],
+                    ..base()
+                },
+                "missing app_ports",
+            ),
+            (
+                GuardSettings {
+                    app_ports: vec![0],
+                    ..base()
+                },
+                "invalid app_ports '0'",
+            ),
+            (
+                GuardSettings {
+                    app_ports: vec![65536],
+                    ..base()
+                },
+                "invalid app_ports '65536'",
+            ),
+            (
+                GuardSettings {
+                    app_ports: vec![-5],
+                    ..base()
+                },
+                "invalid app_ports '-5'",
+            ),
+            (
+                GuardSettings {
+                    app_ports: vec![443, 443],
+                    ..base()
+                },
+                "invalid app_ports '443': given twice",
+            ),
+            (
+                GuardSettings {
+                    app_ports: (1..=9).collect(),
+                    ..base()
+                },
+                "too many app_ports: 9 given, at most 8",
+            ),
+            (
+                GuardSettings {
+                    dhcp_server: Some("x".into()),
+                    ..base()
+                },
+                "invalid dhcp_server 'x'",
+            ),
+            (
+                GuardSettings {
+                    allow_egress: vec!["10.0.0.1".into()],
+                    ..base()
+                },
+                "invalid allow_egress '10.0.0.1': expected IP:PORT",
+            ),
+            (
+                GuardSettings {
+                    allow_egress: vec!["10.0.0.1:0".into()],
+                    ..base()
+                },
+                "invalid allow_egress '10.0.0.1:0'",
+            ),
+            (
+                GuardSettings {
+                    allow_egress: vec!["10.0.0.256:25".into()],
+                    ..base()
+                },
+                "invalid allow_egress '10.0.0.256:25'",
+            ),
+            (
+                GuardSettings {
+                    allow_egress: vec!["255.255.255.255:25".into()],
+                    ..base()
+                },
+                "not a unicast",
+            ),
+            (
+                GuardSettings {
+                    allow_egress: vec!["10.0.0.1:25".into(), "10.0.0.1:25".into()],
+                    ..base()
+                },
+                "given twice",
+            ),
+            (
+                GuardSettings {
+                    allow_egress: (1..=17).map(|i| format!("10.0.0.{i}:25")).collect(),
+                    ..base()
+                },
+                "too many allow_egress: 17 given, at most 16",
+            ),
+        ];
+        for (settings, expected) in cases {
+            let msg = err(settings);
+            assert!(
+                msg.contains(expected),
+                "{msg:?} does not contain {expected:?}"
+            );
+            assert!(!msg.contains('\n'), "{msg:?} is not one line");
+        }
+    }
+
+    #[test]
+    fn toml_parses_and_rejects_unknown_keys() {
+        let s = GuardSettings::from_toml(
+            "iface = \"eth1\"\nbackend_ip = \"10.0.0.1\"\nbackend_mac = \"02:00:00:00:00:01\"\napp_ports = [443, 8443]\ndhcp_server = \"10.0.0.2\"\nallow_egress = [\"10.0.0.9:25\"]\nallow_ipv6 = true\n",
+        )
+        .expect("parses");
+        let c = s.validate().expect("valid");
+        assert_eq!(c.app_ports, vec![443, 8443]);
+        assert_eq!(c.backend_mac, Some([2, 0, 0, 0, 0, 1]));
+        assert!(c.allow_ipv6);
+        let e = GuardSettings::from_toml("iface = \"eth0\"\nbackend = \"x\"\n")
+            .expect_err("unknown key");
+        assert!(e.contains("line 2") && e.contains("backend"), "{e}");
+        let e = GuardSettings::from_toml("app_ports = 443\n").expect_err("wrong type");
+        assert!(e.starts_with("line 1"), "{e}");
+        let e =
+            GuardSettings::from_toml("iface = \"a\"\niface = \"b\"\n").expect_err("duplicate key");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn flags_override_file_and_lists_replace() {
+        let file = GuardSettings {
+            allow_egress: vec!["10.0.0.9:25".into()],
+            app_ports: vec![443],
+            ..base()
+        };
+        let flags = GuardSettings {
+            backend_ip: Some("10.9.9.9".into()),
+            app_ports: vec![8443],
+            ..GuardSettings::default()
+        };
+        let merged = file.overridden_by(flags);
+        assert_eq!(merged.backend_ip.as_deref(), Some("10.9.9.9"));
+        assert_eq!(merged.app_ports, vec![8443]);
+        assert_eq!(merged.allow_egress, vec!["10.0.0.9:25".to_owned()]);
+        assert_eq!(merged.iface.as_deref(), Some("eth0"));
+    }
+
+    #[test]
+    fn config_file_errors_are_one_line() {
+        let dir = std::env::temp_dir().join(format!("appvm-config-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("tmp dir");
+        let missing = GuardSettings::from_file(&dir.join("none.toml")).expect_err("missing");
+        assert!(
+            missing.to_string().starts_with("cannot read config"),
+            "{missing}"
+        );
+        let binary = dir.join("binary.toml");
+        fs::write(&binary, [0xff, 0xfe, 0x00]).expect("write");
+        let e = GuardSettings::from_file(&binary).expect_err("not UTF-8");
+        assert!(e.to_string().contains("not UTF-8"), "{e}");
+        let huge = dir.join("huge.toml");
+        fs::write(&huge, "#".repeat(70 * 1024)).expect("write");
+        let e = GuardSettings::from_file(&huge).expect_err("too large");
+        assert!(e.to_string().contains("larger than"), "{e}");
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn mac_round_trip() {
+        let mac = parse_mac("02-AB-cd-00-00-01").expect("valid");
+        assert_eq!(format_mac(mac), "02:ab:cd:00:00:01");
+    }
 }

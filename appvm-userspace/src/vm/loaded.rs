@@ -96,7 +96,12 @@ impl LoadedGuard {
 
     /// Zeroes every counter.
     pub fn reset_counters(&mut self) -> Result<(), MapError> {
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| MapError::SyscallError(aya::sys::SyscallError { call: "nr_cpus", io_error: e }))?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| {
+            MapError::SyscallError(aya::sys::SyscallError {
+                call: "nr_cpus",
+                io_error: e,
+            })
+        })?;
         for reason in VmReason::ALL {
             let zero = aya::maps::PerCpuValues::try_from(vec![Counter::default(); cpus])?;
             self.counters.set(reason.index(), zero, 0)?;
@@ -120,11 +125,20 @@ impl LoadedGuard {
     }
 
     /// Runs the ingress VLAN stage on `frame`.
-    pub fn run_ingress_vlan(&mut self, frame: &[u8], repeat: u32) -> Result<RunResult, LoadedError> {
+    pub fn run_ingress_vlan(
+        &mut self,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<RunResult, LoadedError> {
         self.run_tc(vm::PROG_INGRESS_VLAN, frame, repeat)
     }
 
-    fn run_xdp(&mut self, name: &'static str, frame: &[u8], repeat: u32) -> Result<RunResult, LoadedError> {
+    fn run_xdp(
+        &mut self,
+        name: &'static str,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<RunResult, LoadedError> {
         let xdp: &mut Xdp = self
             .ebpf
             .program_mut(name)
@@ -137,14 +151,21 @@ impl LoadedGuard {
         Ok(result(&r))
     }
 
-    fn run_tc(&mut self, name: &'static str, frame: &[u8], repeat: u32) -> Result<RunResult, LoadedError> {
+    fn run_tc(
+        &mut self,
+        name: &'static str,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<RunResult, LoadedError> {
         let tc: &mut SchedClassifier = self
             .ebpf
             .program_mut(name)
             .ok_or(LoadedError::Missing(name))?
             .try_into()
             .map_err(program_err(name))?;
-        let r = tc.test_run(options(frame, repeat)).map_err(program_err(name))?;
+        let r = tc
+            .test_run(options(frame, repeat))
+            .map_err(program_err(name))?;
         Ok(result(&r))
     }
 }

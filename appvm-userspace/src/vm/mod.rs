@@ -35,3 +35,24 @@ fn staging_dir(root: &Path, iface: &str) -> PathBuf {
     let name = final_dir.file_name().unwrap_or_default().to_string_lossy();
     root.join(format!("_staging_{name}_{}", std::process::id()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pin_dir_names_avoid_dots_and_round_trip() {
+        let root = Path::new("/sys/fs/bpf/appvm");
+        for iface in ["eth0", "eth0.100", "a%2eb", "br-lan"] {
+            let dir = pin_dir(root, iface);
+            let name = dir
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            assert!(!name.contains('.'), "bpffs refuses dots: {name}");
+            assert_eq!(iface_of_pin_dir(&name).as_deref(), Some(iface));
+        }
+        assert_eq!(iface_of_pin_dir("_staging_eth0_12"), None);
+    }
+}

@@ -78,9 +78,7 @@ impl From<&VmPolicy> for PolicyView {
         Self {
             enabled: p.has(FLAG_ENABLED),
             backend_ip: ip_from_be(p.backend_ip_be),
-            backend_mac: p
-                .has(FLAG_BACKEND_MAC)
-                .then(|| format_mac(p.backend_mac)),
+            backend_mac: p.has(FLAG_BACKEND_MAC).then(|| format_mac(p.backend_mac)),
             app_ports: p.app_ports_be[..ports]
                 .iter()
                 .map(|&raw| port_from_be(raw))
@@ -98,5 +96,45 @@ impl From<&VmPolicy> for PolicyView {
                 .collect(),
             allow_ipv6: p.has(FLAG_ALLOW_IPV6),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use appvm_common::policy::{FLAG_ALLOW_IPV6, FLAG_BACKEND_MAC, FLAG_ENABLED};
+
+    use super::*;
+    use crate::vm::GuardSettings;
+
+    #[test]
+    fn policy_is_network_order_and_round_trips() {
+        let config = GuardSettings {
+            iface: Some("eth0".into()),
+            backend_ip: Some("192.168.128.1".into()),
+            backend_mac: Some("02:00:00:00:00:01".into()),
+            app_ports: vec![443, 8443],
+            allow_egress: vec!["192.168.128.9:25".into()],
+            allow_ipv6: Some(true),
+            ..GuardSettings::default()
+        }
+        .validate()
+        .expect("valid");
+        let p = config.to_policy();
+        assert_eq!(p.flags, FLAG_ENABLED | FLAG_BACKEND_MAC | FLAG_ALLOW_IPV6);
+        // As the bytes sit in a packet: 192.168.128.1 and port 443 (0x01bb).
+        assert_eq!(p.backend_ip_be.to_ne_bytes(), [192, 168, 128, 1]);
+        assert_eq!(p.app_ports_be[0].to_ne_bytes(), [0x01, 0xbb]);
+        assert_eq!(p.app_port_count, 2);
+        assert_eq!(p.egress_count, 1);
+        let view = PolicyView::from(&p);
+        assert_eq!(view.app_ports, vec![443, 8443]);
+        assert_eq!(view.allow_egress, vec!["192.168.128.9:25".to_owned()]);
+        assert_eq!(view.backend_mac.as_deref(), Some("02:00:00:00:00:01"));
+        assert_eq!(view.dhcp_server, config.backend_ip);
+    }
+
+    #[test]
+    fn disabled_policy_shows_as_disabled() {
+        assert!(!PolicyView::from(&VmPolicy::DISABLED).enabled);
     }
 }

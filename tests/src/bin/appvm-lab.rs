@@ -1,7 +1,10 @@
-//! `appvm-lab demo`: builds the namespace lab, attaches the guard with the
+//! `appvm-lab [demo]`: builds the namespace lab, attaches the guard with the
 //! `appvm` binary, tries every flow, prints the table and the counters,
 //! cleans up. Exits non-zero if any flow differs from its expectation.
 //! Run through `cargo xtask demo`, which does the set-up and builds first.
+//!
+//! `appvm-lab micro [REPEAT] [RUNS]`: per-packet cost through
+//! `BPF_PROG_TEST_RUN` (`cargo xtask bench`).
 
 use std::process::ExitCode;
 
@@ -9,6 +12,43 @@ use appvm_lab::{Lab, lab::SEC_IF, scenario, sys};
 
 fn main() -> ExitCode {
     sys::require_privileges();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None | Some("demo") => demo(),
+        Some("micro") => micro(&args[1..]),
+        Some(other) => {
+            eprintln!("appvm-lab: unknown command {other:?} (demo | micro [REPEAT] [RUNS])");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn micro(args: &[String]) -> ExitCode {
+    let repeat = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let runs = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(11);
+    if std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|s| s.trim() != "0")
+    {
+        eprintln!(
+            "appvm-lab: kernel.bpf_stats_enabled is on (adds ~100 ns per run): turn it off to time"
+        );
+        return ExitCode::FAILURE;
+    }
+    match appvm_lab::micro::run(repeat, runs) {
+        Ok(cases) => {
+            print!("{}", appvm_lab::micro::format(&cases, repeat));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("appvm-lab: micro benchmark failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn demo() -> ExitCode {
     let lab = match Lab::new() {
         Ok(lab) => lab,
         Err(e) => {
@@ -25,7 +65,11 @@ fn main() -> ExitCode {
         lab.rogue.ip,
         lab.rogue.ns.name()
     );
-    println!("guard: appvm vm attach --iface {SEC_IF} --backend-ip {} --backend-mac {} --app-port 443 (inside vm)\n", lab.backend.ip, appvm::vm::config::format_mac(lab.backend.mac));
+    println!(
+        "guard: appvm vm attach --iface {SEC_IF} --backend-ip {} --backend-mac {} --app-port 443 (inside vm)\n",
+        lab.backend.ip,
+        appvm::vm::config::format_mac(lab.backend.mac)
+    );
     let run = match scenario::run_vm_guard(&lab) {
         Ok(run) => run,
         Err(e) => {

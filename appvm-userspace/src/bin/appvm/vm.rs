@@ -72,7 +72,10 @@ pub(crate) fn run(cmd: VmCommand, root: &Path) -> Result<(), CliError> {
         VmCommand::Attach(args) => attach(args, root),
         VmCommand::Detach { iface } => {
             let removed = vm::detach(&iface, root).map_err(|e| CliError::Failed(e.into()))?;
-            println!("detached guard from {iface} ({} pins removed)", removed.len());
+            println!(
+                "detached guard from {iface} ({} pins removed)",
+                removed.len()
+            );
             Ok(())
         }
         VmCommand::Status { iface, json } => {
@@ -110,7 +113,11 @@ fn attach(args: AttachArgs, root: &Path) -> Result<(), CliError> {
     let config = file.overridden_by(flags).validate().map_err(bad)?;
     match vm::attach(&config, root) {
         Ok(AttachOutcome::Attached { dir }) => {
-            println!("attached guard on {} (pins in {})", config.iface, dir.display());
+            println!(
+                "attached guard on {} (pins in {})",
+                config.iface,
+                dir.display()
+            );
             Ok(())
         }
         Ok(AttachOutcome::Updated { dir, slot }) => {
@@ -129,7 +136,11 @@ fn attach(args: AttachArgs, root: &Path) -> Result<(), CliError> {
 }
 
 fn print_status(s: &VmStatus) {
-    let state = if s.attached { "attached" } else { "NOT ATTACHED (interface gone or recreated)" };
+    let state = if s.attached {
+        "attached"
+    } else {
+        "NOT ATTACHED (interface gone or recreated)"
+    };
     println!("{}: {state}, pins in {}", s.iface, s.pin_dir.display());
     for (name, link) in [
         ("ingress (xdp)", s.ingress_link),
@@ -145,7 +156,13 @@ fn print_status(s: &VmStatus) {
         }
     }
     let p = &s.policy;
-    let list = |v: &[String]| if v.is_empty() { "none".to_owned() } else { v.join(", ") };
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
     println!(
         "  policy (slot {}): backend {}{}, app ports {}, dhcp server {}, egress {}, ipv6 {}",
         s.policy_slot,
