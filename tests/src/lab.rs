@@ -61,8 +61,12 @@ impl Lab {
             "02:00:00:00:00:fe",
             "type",
             "bridge",
+            "mcast_snooping",
+            "0",
         ])?;
-        lan.ip(&["link", "set", "br0", "up"])?;
+        // No IGMP reports from the bridge's own stack: the lab's counters
+        // must hold only the traffic the tests send.
+        lan.ip(&["link", "set", "br0", "multicast", "off", "up"])?;
         let host = |role: &'static str, last: u8| -> Result<Host, String> {
             let ns = Netns::new(role)?;
             let ip = Ipv4Addr::new(192, 168, 128, last);
@@ -91,7 +95,7 @@ impl Lab {
                 &appvm::vm::config::format_mac(m),
             ])?;
             ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", SEC_IF])?;
-            ns.ip(&["link", "set", SEC_IF, "up"])?;
+            ns.ip(&["link", "set", SEC_IF, "multicast", "off", "up"])?;
             Ok(Host {
                 role,
                 ns,
