@@ -4,6 +4,8 @@
 //! compile-time size check, so the two sides can never disagree on a layout.
 #![no_std]
 
+pub mod backend;
+pub mod backend_reason;
 pub mod counter;
 pub mod pins;
 pub mod policy;
@@ -11,4 +13,5 @@ pub mod reason;
 
 pub use counter::Counter;
 pub use policy::{EgressRule, VmPolicy};
+pub use backend_reason::BackendReason;
 pub use reason::VmReason;

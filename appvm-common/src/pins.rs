@@ -51,3 +51,48 @@ pub mod vm {
         PIN_MAP_COUNTERS,
     ];
 }
+
+/// The backend's programs and maps, by name in the eBPF object; pinned under
+/// `<root>/backend/`.
+pub mod backend {
+    /// Directory under the pin root.
+    pub const DIR: &str = "backend";
+    /// XDP on the public interface.
+    pub const PROG_PUBLIC: &str = "backend_public";
+    /// tcx egress on the public interface: records outbound flows.
+    pub const PROG_PUBLIC_EGRESS: &str = "backend_public_egress";
+    /// XDP on the secure-network interface: anti-spoofing by the table.
+    pub const PROG_SECURE: &str = "backend_secure";
+    /// `Array<BackendPolicy>` with `BACKEND_POLICY_SLOTS` entries.
+    pub const MAP_POLICY: &str = "BACKEND_POLICY";
+    /// `Array<u32>`: the active policy slot.
+    pub const MAP_POLICY_SLOT: &str = "BACKEND_POLICY_SLOT";
+    /// `HashMap<u32, VmEntry>`: the application-VM table by IP.
+    pub const MAP_VMS: &str = "BACKEND_VMS";
+    /// `PerCpuHashMap<u32, VmTraffic>`: per-VM counters by IP.
+    pub const MAP_VM_TRAFFIC: &str = "BACKEND_VM_TRAFFIC";
+    /// `LruHashMap<FlowKey, u64>`: outbound flows, last-seen time.
+    pub const MAP_FLOWS: &str = "BACKEND_FLOWS";
+    /// `PerCpuArray<Counter>` indexed by `BackendReason`.
+    pub const MAP_COUNTERS: &str = "BACKEND_COUNTERS";
+
+    pub const PIN_PROG_PUBLIC: &str = "prog_public";
+    pub const PIN_PROG_PUBLIC_EGRESS: &str = "prog_public_egress";
+    pub const PIN_PROG_SECURE: &str = "prog_secure";
+    pub const PIN_LINK_PUBLIC: &str = "link_public";
+    pub const PIN_LINK_PUBLIC_EGRESS: &str = "link_public_egress";
+    pub const PIN_LINK_SECURE: &str = "link_secure";
+
+    /// Map pins are named after the map: `map_<NAME>` in lower case.
+    pub const MAPS: &[&str] = &[
+        MAP_POLICY,
+        MAP_POLICY_SLOT,
+        MAP_VMS,
+        MAP_VM_TRAFFIC,
+        MAP_FLOWS,
+        MAP_COUNTERS,
+    ];
+
+    /// Link pins, in the order `detach` removes them.
+    pub const LINK_PINS: &[&str] = &[PIN_LINK_PUBLIC, PIN_LINK_PUBLIC_EGRESS, PIN_LINK_SECURE];
+}

@@ -2,15 +2,15 @@
 //! under exactly one of these, and the index is the key of the counter map.
 
 macro_rules! reasons {
-    ($( $(#[$doc:meta])* $variant:ident = $index:literal, $name:literal, $pass:literal; )+) => {
-        /// Why the VM guard passed or dropped a packet.
+    ($(#[$edoc:meta])* $enum:ident { $( $(#[$doc:meta])* $variant:ident = $index:literal, $name:literal, $pass:literal; )+ }) => {
+        $(#[$edoc])*
         #[repr(u32)]
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub enum VmReason {
+        pub enum $enum {
             $( $(#[$doc])* $variant = $index, )+
         }
 
-        impl VmReason {
+        impl $enum {
             /// Every reason, in index order.
             pub const ALL: &'static [Self] = &[$(Self::$variant),+];
 
@@ -31,11 +31,33 @@ macro_rules! reasons {
             pub const fn from_index(index: u32) -> Option<Self> {
                 match index { $($index => Some(Self::$variant),)+ _ => None }
             }
+
+            /// Number of reasons: the size of the counter map.
+            pub const COUNT: u32 = Self::ALL.len() as u32;
+
+            /// Counter map index.
+            #[must_use]
+            pub const fn index(self) -> u32 {
+                self as u32
+            }
         }
+
+        const _: () = {
+            // Indices are dense, so the counter map has no holes.
+            let mut i = 0;
+            while i < $enum::ALL.len() {
+                assert!($enum::ALL[i] as usize == i);
+                i += 1;
+            }
+        };
     };
 }
 
+pub(crate) use reasons;
+
 reasons! {
+    /// Why the VM guard passed or dropped a packet.
+    VmReason {
     /// Ingress: TCP/UDP to an application port from the backend.
     InAppFromBackend = 0, "in_pass_app_from_backend", true;
     /// Ingress: other IPv4 from the backend (proxy connections, replies).
@@ -109,33 +131,16 @@ reasons! {
     OutArpDenied = 34, "out_drop_arp_denied", false;
     /// Egress: non-first fragment to a destination other than the backend.
     OutFragment = 35, "out_drop_fragment", false;
+    }
 }
 
 impl VmReason {
-    /// Number of reasons: the size of the counter map.
-    pub const COUNT: u32 = Self::ALL.len() as u32;
-
-    /// Counter map index.
-    #[must_use]
-    pub const fn index(self) -> u32 {
-        self as u32
-    }
-
     /// Whether the reason belongs to the ingress (XDP) program.
     #[must_use]
     pub const fn is_ingress(self) -> bool {
         (self as u32) < Self::OutBackend as u32
     }
 }
-
-const _: () = {
-    // Indices are dense, so the counter map has no holes.
-    let mut i = 0;
-    while i < VmReason::ALL.len() {
-        assert!(VmReason::ALL[i] as usize == i);
-        i += 1;
-    }
-};
 
 #[cfg(test)]
 mod tests {

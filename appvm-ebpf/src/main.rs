@@ -3,11 +3,17 @@
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
+mod backend_maps;
+mod backend_public;
+mod backend_public_egress;
+mod backend_secure;
 mod count;
 mod floor;
 mod frame;
 mod headers;
+mod flow;
 mod ipv4;
+mod ipv6;
 mod maps;
 mod policy;
 mod vm_egress;

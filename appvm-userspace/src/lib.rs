@@ -3,9 +3,12 @@
 //! The `appvm` binary is a thin clap front end over this library; the
 //! integration tests and the lab use the same functions.
 
+pub mod backend;
 pub mod bpffs;
 pub mod counters;
 pub mod link_info;
 pub mod netdev;
 pub mod object;
+pub mod table;
+pub mod toml_error;
 pub mod vm;

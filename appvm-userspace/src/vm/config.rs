@@ -76,16 +76,7 @@ impl GuardSettings {
 
     /// Parses TOML text; the error is one line with the line number.
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-            let msg = e.message().replace('\n', " ");
-            match line {
-                Some(line) => format!("line {line}: {msg}"),
-                None => msg,
-            }
-        })
+        toml::from_str(text).map_err(|e| crate::toml_error::one_line(text, &e))
     }
 
     /// `self` with every field that `flags` sets replaced (flags win).

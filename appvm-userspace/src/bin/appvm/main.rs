@@ -1,6 +1,7 @@
 //! `appvm`: attach and inspect appvm's kernel guards.
 
 mod exit;
+mod table;
 mod vm;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -16,6 +17,9 @@ struct Cli {
     /// bpffs directory under which programs, links and maps are pinned.
     #[arg(long, global = true, env = "APPVM_PIN_ROOT", default_value = appvm_common::pins::DEFAULT_PIN_ROOT)]
     pin_root: PathBuf,
+    /// Backend configuration (secure network, VM pool, table and hosts file).
+    #[arg(long, global = true, env = "APPVM_CONFIG", default_value = appvm::backend::config::DEFAULT_CONFIG)]
+    config: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -25,6 +29,9 @@ enum Command {
     /// The application-VM guard (run inside the VM by its controller).
     #[command(subcommand)]
     Vm(vm::VmCommand),
+    /// The application-VM table on the backend (fixed IPs pinned by MAC).
+    #[command(subcommand)]
+    Table(table::TableCommand),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +58,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Vm(cmd) => vm::run(cmd, &cli.pin_root),
+        Command::Table(cmd) => table::run(cmd, &cli.config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,111 @@
+//! Backend, secure-network interface ingress (XDP): anti-spoofing by the
+//! application-VM table. A pool IP must come from the MAC pinned to it; the
+//! backend's own IP never comes from outside. Per-VM counters by IP.
+
+use appvm_common::{BackendReason, backend::BackendPolicy};
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+
+use crate::{
+    backend_maps::{BACKEND_VM_TRAFFIC, BACKEND_VMS, active},
+    count::count_backend,
+    frame::Frame,
+    headers::*,
+    ipv4::{Ipv4, Ipv4Error},
+};
+
+#[xdp]
+fn backend_secure(ctx: XdpContext) -> u32 {
+    let frame = Frame::new(ctx.data(), ctx.data_end());
+    let bytes = frame.len() as u64;
+    let (reason, vm_ip) = match active() {
+        Some(policy) => classify(&frame, policy),
+        None => (BackendReason::SecNoPolicy, None),
+    };
+    count_backend(reason, bytes);
+    if let Some(ip) = vm_ip {
+        account(ip, reason.passes(), bytes);
+    }
+    if reason.passes() {
+        xdp_action::XDP_PASS
+    } else {
+        xdp_action::XDP_DROP
+    }
+}
+
+/// Adds to the per-VM counters of the VM whose IP the frame carried.
+#[inline(always)]
+fn account(ip_be: u32, passed: bool, bytes: u64) {
+    if let Some(t) = BACKEND_VM_TRAFFIC.get_ptr_mut(&ip_be) {
+        // SAFETY: per-CPU map value, written only by this CPU.
+        unsafe {
+            if passed {
+                (*t).packets += 1;
+                (*t).bytes += bytes;
+            } else {
+                (*t).spoofed_packets += 1;
+                (*t).spoofed_bytes += bytes;
+            }
+        }
+    }
+}
+
+/// Whether `ip_be` is pinned to `mac` in the table.
+#[inline(always)]
+fn pinned_to(ip_be: u32, mac: [u8; 6]) -> bool {
+    // SAFETY: the value is read by copy; a concurrent table update replaces
+    // the element as a whole.
+    unsafe { BACKEND_VMS.get(&ip_be) }.is_some_and(|e| e.mac == mac)
+}
+
+#[inline(always)]
+fn classify(frame: &Frame, policy: &BackendPolicy) -> (BackendReason, Option<u32>) {
+    let (Some(ethertype), Some(src_mac)) = (frame.be16(ETH_TYPE), frame.read::<[u8; 6]>(ETH_SRC))
+    else {
+        return (BackendReason::SecTruncated, None);
+    };
+    match ethertype {
+        ETH_P_IP => {
+            let ip = match Ipv4::parse(frame) {
+                Ok(ip) => ip,
+                Err(Ipv4Error::Truncated) => return (BackendReason::SecTruncated, None),
+                Err(Ipv4Error::Malformed) => return (BackendReason::SecMalformed, None),
+            };
+            if ip.src_be == policy.secure_ip_be {
+                (BackendReason::SecSpoofedBackendIp, None)
+            } else if !policy.in_pool(ip.src_be) {
+                (BackendReason::SecOther, None)
+            } else if pinned_to(ip.src_be, src_mac) {
+                (BackendReason::SecVm, Some(ip.src_be))
+            } else {
+                (BackendReason::SecSpoofedVmIp, Some(ip.src_be))
+            }
+        }
+        ETH_P_ARP => {
+            if !frame.has(ETH_HLEN, ARP_LEN) {
+                return (BackendReason::SecTruncated, None);
+            }
+            let (Some(htype), Some(ptype), Some(sha), Some(spa)) = (
+                frame.be16(ETH_HLEN + ARP_HTYPE),
+                frame.be16(ETH_HLEN + ARP_PTYPE),
+                frame.read::<[u8; 6]>(ETH_HLEN + ARP_SHA),
+                frame.read::<u32>(ETH_HLEN + ARP_SPA),
+            ) else {
+                return (BackendReason::SecTruncated, None);
+            };
+            if htype != ARPHRD_ETHER || ptype != ETH_P_IP {
+                return (BackendReason::SecMalformed, None);
+            }
+            if spa == policy.secure_ip_be {
+                (BackendReason::SecArpSpoof, None)
+            } else if !policy.in_pool(spa) {
+                (BackendReason::SecOther, None)
+            } else if sha == src_mac && pinned_to(spa, sha) {
+                (BackendReason::SecArpVm, Some(spa))
+            } else {
+                (BackendReason::SecArpSpoof, Some(spa))
+            }
+        }
+        ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_9100 => (BackendReason::SecVlan, None),
+        _ => (BackendReason::SecOther, None),
+    }
+}

@@ -1,0 +1,3 @@
+//! The backend host: configuration, kernel programs, the sync service.
+
+pub mod config;

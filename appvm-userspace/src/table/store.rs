@@ -1,0 +1,68 @@
+//! Reading and changing the table file: lock, load, change, validate, write
+//! the table then the hosts file atomically. An error changes nothing.
+
+use std::{fs, io, path::Path};
+
+use super::{Table, TableError, atomic, hosts};
+use crate::backend::config::BackendConfig;
+
+const HEADER: &str = "# appvm application-VM table. Managed by `appvm table`; edits by hand\n# must keep it valid (the backend service refuses an invalid table).\n\n";
+const MAX_TABLE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Loads the table; a missing file is an empty table.
+pub fn load(path: &Path) -> Result<Table, TableError> {
+    let shown = path.display().to_string();
+    let parse = |why: String| TableError::Parse { path: shown.clone(), why };
+    match fs::metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Table::default()),
+        Err(e) => return Err(TableError::Io(format!("cannot read table {shown}: {e}"))),
+        Ok(m) if m.len() > MAX_TABLE_BYTES => return Err(parse(format!("larger than {MAX_TABLE_BYTES} bytes"))),
+        Ok(_) => {}
+    }
+    let bytes = fs::read(path).map_err(|e| TableError::Io(format!("cannot read table {shown}: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|_e| parse("not UTF-8".into()))?;
+    toml::from_str(&text).map_err(|e| parse(crate::toml_error::one_line(&text, &e)))
+}
+
+/// Loads and validates against `cfg`.
+pub fn load_valid(cfg: &BackendConfig) -> Result<Table, TableError> {
+    let table = load(&cfg.table)?;
+    table.validate(cfg)?;
+    Ok(table)
+}
+
+/// The table file's text.
+pub fn render(table: &Table) -> Result<String, TableError> {
+    let body = toml::to_string(table).map_err(|e| TableError::Io(format!("cannot encode table: {e}")))?;
+    Ok(format!("{HEADER}{body}"))
+}
+
+/// Applies `change` to the table under the exclusive lock and writes the
+/// result, then the hosts file. Nothing is written if `change` or the
+/// validation fails.
+pub fn update<T>(
+    cfg: &BackendConfig,
+    change: impl FnOnce(&mut Table) -> Result<T, TableError>,
+) -> Result<T, TableError> {
+    let _lock = atomic::Lock::exclusive(&cfg.table)
+        .map_err(|e| TableError::Io(format!("cannot lock table {}: {e}", cfg.table.display())))?;
+    let mut table = load_valid(cfg)?;
+    let out = change(&mut table)?;
+    table.validate(cfg)?;
+    atomic::write_atomic(&cfg.table, render(&table)?.as_bytes())
+        .map_err(|e| TableError::Io(format!("cannot write table {}: {e}", cfg.table.display())))?;
+    write_hosts(cfg, &table)?;
+    Ok(out)
+}
+
+/// Renders the dnsmasq hosts file; returns whether its content changed.
+pub fn write_hosts(cfg: &BackendConfig, table: &Table) -> Result<bool, TableError> {
+    let content = hosts::render(table);
+    if fs::read_to_string(&cfg.hosts_file).is_ok_and(|old| old == content) {
+        return Ok(false);
+    }
+    atomic::write_atomic(&cfg.hosts_file, content.as_bytes()).map_err(|e| {
+        TableError::Io(format!("cannot write hosts file {}: {e}", cfg.hosts_file.display()))
+    })?;
+    Ok(true)
+}
