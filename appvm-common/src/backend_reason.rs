@@ -101,7 +101,11 @@ mod tests {
                 BackendProgram::SecureIngress => "sec_in_",
             };
             let rest = r.name().strip_prefix(prefix).expect("program prefix");
-            assert!(rest.starts_with(if r.passes() { "pass_" } else { "drop_" }), "{}", r.name());
+            assert!(
+                rest.starts_with(if r.passes() { "pass_" } else { "drop_" }),
+                "{}",
+                r.name()
+            );
             assert_eq!(BackendReason::from_index(r.index()), Some(*r));
         }
     }

@@ -11,7 +11,7 @@ pub mod pins;
 pub mod policy;
 pub mod reason;
 
+pub use backend_reason::BackendReason;
 pub use counter::Counter;
 pub use policy::{EgressRule, VmPolicy};
-pub use backend_reason::BackendReason;
 pub use reason::VmReason;

@@ -2,7 +2,9 @@
 
 use appvm_common::{
     BackendReason, Counter,
-    backend::{BACKEND_POLICY_SLOTS, BackendPolicy, FlowKey, MAX_FLOWS, MAX_VMS, VmEntry, VmTraffic},
+    backend::{
+        BACKEND_POLICY_SLOTS, BackendPolicy, FlowKey, MAX_FLOWS, MAX_VMS, VmEntry, VmTraffic,
+    },
 };
 use aya_ebpf::{
     macros::map,
@@ -39,5 +41,7 @@ pub(crate) static BACKEND_COUNTERS: PerCpuArray<Counter> =
 pub(crate) fn active() -> Option<&'static BackendPolicy> {
     let slot = *BACKEND_POLICY_SLOT.get(0)?;
     let policy = BACKEND_POLICY.get(slot)?;
-    policy.has(appvm_common::backend::BFLAG_ENABLED).then_some(policy)
+    policy
+        .has(appvm_common::backend::BFLAG_ENABLED)
+        .then_some(policy)
 }

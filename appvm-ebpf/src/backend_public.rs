@@ -9,7 +9,9 @@ use appvm_common::{
     BackendReason,
     backend::{BFLAG_PUBLIC_IPV6, BackendPolicy, FlowKey},
 };
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+};
 
 use crate::{
     backend_maps::{BACKEND_FLOWS, active},

@@ -6,7 +6,9 @@ use appvm_common::{
     BackendReason,
     backend::{BFLAG_PUBLIC_IPV6, BackendPolicy, FlowKey},
 };
-use aya_ebpf::{bindings::TC_ACT_UNSPEC, helpers::bpf_ktime_get_ns, macros::classifier, programs::TcContext};
+use aya_ebpf::{
+    bindings::TC_ACT_UNSPEC, helpers::bpf_ktime_get_ns, macros::classifier, programs::TcContext,
+};
 
 use crate::{
     backend_maps::{BACKEND_FLOWS, active},
@@ -35,7 +37,7 @@ fn backend_public_egress(ctx: TcContext) -> i32 {
             let now = unsafe { bpf_ktime_get_ns() };
             // LRU: the oldest flows make room; a failed insert only means a
             // reply will be refused, never that something extra is let in.
-            let _ = BACKEND_FLOWS.insert(&key, &now, 0);
+            let _ = BACKEND_FLOWS.insert(key, now, 0);
             BackendReason::PubOutTracked
         }
         None => BackendReason::PubOutOther,
@@ -58,11 +60,18 @@ fn outbound_flow(frame: &Frame, policy: &BackendPolicy) -> Option<FlowKey> {
             if ip.proto == IPPROTO_TCP && ports.src_be == policy.public_port_be {
                 return None;
             }
-            Some(key_v4(ip.proto, ip.dst_be, ports.dst_be, ip.src_be, ports.src_be))
+            Some(key_v4(
+                ip.proto,
+                ip.dst_be,
+                ports.dst_be,
+                ip.src_be,
+                ports.src_be,
+            ))
         }
         ETH_P_IPV6 if policy.has(BFLAG_PUBLIC_IPV6) => {
             let ip = Ipv6::parse(frame).ok()?;
-            if ip.src != policy.public_ipv6 || !matches!(ip.next_header, IPPROTO_TCP | IPPROTO_UDP) {
+            if ip.src != policy.public_ipv6 || !matches!(ip.next_header, IPPROTO_TCP | IPPROTO_UDP)
+            {
                 return None;
             }
             let l4 = ETH_HLEN + IPV6_HLEN;

@@ -35,7 +35,7 @@ fn backend_secure(ctx: XdpContext) -> u32 {
 /// Adds to the per-VM counters of the VM whose IP the frame carried.
 #[inline(always)]
 fn account(ip_be: u32, passed: bool, bytes: u64) {
-    if let Some(t) = BACKEND_VM_TRAFFIC.get_ptr_mut(&ip_be) {
+    if let Some(t) = BACKEND_VM_TRAFFIC.get_ptr_mut(ip_be) {
         // SAFETY: per-CPU map value, written only by this CPU.
         unsafe {
             if passed {
@@ -54,7 +54,7 @@ fn account(ip_be: u32, passed: bool, bytes: u64) {
 fn pinned_to(ip_be: u32, mac: [u8; 6]) -> bool {
     // SAFETY: the value is read by copy; a concurrent table update replaces
     // the element as a whole.
-    unsafe { BACKEND_VMS.get(&ip_be) }.is_some_and(|e| e.mac == mac)
+    unsafe { BACKEND_VMS.get(ip_be) }.is_some_and(|e| e.mac == mac)
 }
 
 #[inline(always)]

@@ -4,11 +4,14 @@
 //! integration tests and the lab use the same functions.
 
 pub mod backend;
+pub mod batch;
 pub mod bpffs;
 pub mod counters;
 pub mod link_info;
 pub mod netdev;
 pub mod object;
+pub mod pinning;
+pub mod policy_slots;
 pub mod table;
 pub mod toml_error;
 pub mod vm;

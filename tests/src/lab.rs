@@ -2,6 +2,8 @@
 //! namespace, with the backend, the application VM and a rogue VM attached.
 //!
 //! ```text
+//!   ns public: pub0 203.0.113.50 ---- pub0 203.0.113.10 (public side of ns backend)
+//!
 //!            ns lan: br0 (02:00:00:00:00:fe)
 //!          /               |               \
 //!   ns backend          ns vm            ns rogue
@@ -19,6 +21,11 @@ use crate::{netns::Netns, sys::appvm_bin};
 
 /// The interface every host uses on the secure network.
 pub const SEC_IF: &str = "sec0";
+/// The backend's and the public client's interface on the public side.
+pub const PUB_IF: &str = "pub0";
+pub const PUBLIC_PORT: u16 = 4443;
+pub const BACKEND_PUBLIC_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+pub const CLIENT_PUBLIC_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 50);
 pub const APP_PORT: u16 = 443;
 
 /// One host of the lab.
@@ -37,6 +44,8 @@ pub struct Lab {
     pub backend: Host,
     pub vm: Host,
     pub rogue: Host,
+    /// A client on the internet side, wired straight to the backend.
+    pub public: Host,
     /// Holds the bridge; dropped last so host veths go first.
     pub lan: Netns,
     /// bpffs directory for this lab's pins only.
@@ -106,6 +115,54 @@ impl Lab {
         let backend = host("backend", 1)?;
         let vm = host("vm", 20)?;
         let rogue = host("rogue", 66)?;
+        let public = Netns::new("public")?;
+        public.ip(&[
+            "link",
+            "add",
+            PUB_IF,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            PUB_IF,
+            "netns",
+            backend.ns.name(),
+        ])?;
+        let pub_mac = mac(0x50);
+        public.ip(&[
+            "link",
+            "set",
+            PUB_IF,
+            "address",
+            &appvm::vm::config::format_mac(pub_mac),
+        ])?;
+        backend
+            .ns
+            .ip(&["link", "set", PUB_IF, "address", "02:00:00:00:01:10"])?;
+        public.ip(&[
+            "addr",
+            "add",
+            &format!("{CLIENT_PUBLIC_IP}/24"),
+            "dev",
+            PUB_IF,
+        ])?;
+        backend.ns.ip(&[
+            "addr",
+            "add",
+            &format!("{BACKEND_PUBLIC_IP}/24"),
+            "dev",
+            PUB_IF,
+        ])?;
+        public.ip(&["link", "set", PUB_IF, "multicast", "off", "up"])?;
+        backend
+            .ns
+            .ip(&["link", "set", PUB_IF, "multicast", "off", "up"])?;
+        let public = Host {
+            role: "public",
+            ns: public,
+            ip: CLIENT_PUBLIC_IP,
+            mac: pub_mac,
+        };
         let pin_root = PathBuf::from(format!(
             "/sys/fs/bpf/appvm-lab-{}-{}",
             std::process::id(),
@@ -115,6 +172,7 @@ impl Lab {
             backend,
             vm,
             rogue,
+            public,
             lan,
             pin_root,
         })
@@ -151,6 +209,34 @@ impl Lab {
     pub fn pin_root(&self) -> &Path {
         &self.pin_root
     }
+
+    /// A scratch directory for this lab's files (configs, table, hosts
+    /// file), removed on drop.
+    pub fn files(&self) -> PathBuf {
+        let dir = std::env::temp_dir().join(
+            self.pin_root
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+        drop(std::fs::create_dir_all(&dir));
+        dir
+    }
+
+    /// Writes a backend config for this lab (pool 192.168.128.16/28) and
+    /// returns its path.
+    pub fn backend_config(&self, extra: &str) -> PathBuf {
+        let dir = self.files();
+        let path = dir.join("backend.toml");
+        let text = format!(
+            "secure_network = \"192.168.128.0/24\"\nvm_pool = \"192.168.128.16/28\"\nbackend_ip = \"{}\"\nsecure_iface = \"{SEC_IF}\"\npublic_iface = \"{PUB_IF}\"\npublic_ip = \"{BACKEND_PUBLIC_IP}\"\npublic_port = {PUBLIC_PORT}\ntable = \"{}\"\nhosts_file = \"{}\"\n{extra}",
+            self.backend.ip,
+            dir.join("table.toml").display(),
+            dir.join("secure-hosts").display(),
+        );
+        std::fs::write(&path, text).expect("write backend config");
+        path
+    }
 }
 
 impl Drop for Lab {
@@ -160,5 +246,7 @@ impl Drop for Lab {
         if self.pin_root.exists() {
             drop(std::fs::remove_dir_all(&self.pin_root));
         }
+        let files = self.files();
+        drop(std::fs::remove_dir_all(files));
     }
 }

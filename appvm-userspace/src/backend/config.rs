@@ -117,16 +117,28 @@ impl BackendConfig {
             return Err(invalid("secure_network", net, "smaller than a /30"));
         }
         if self.vm_pool.trunc() != self.vm_pool {
-            return Err(invalid("vm_pool", self.vm_pool, "host bits set; write the network address"));
+            return Err(invalid(
+                "vm_pool",
+                self.vm_pool,
+                "host bits set; write the network address",
+            ));
         }
         if !net.contains(&self.vm_pool) {
-            return Err(invalid("vm_pool", self.vm_pool, "not inside secure_network"));
+            return Err(invalid(
+                "vm_pool",
+                self.vm_pool,
+                "not inside secure_network",
+            ));
         }
         if !net.contains(&self.backend_ip)
             || self.backend_ip == net.network()
             || self.backend_ip == net.broadcast()
         {
-            return Err(invalid("backend_ip", self.backend_ip, "not a host address of secure_network"));
+            return Err(invalid(
+                "backend_ip",
+                self.backend_ip,
+                "not a host address of secure_network",
+            ));
         }
         if self.vm_pool.contains(&self.backend_ip) {
             return Err(invalid("backend_ip", self.backend_ip, "inside vm_pool"));

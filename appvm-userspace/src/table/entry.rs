@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{backend::config::BackendConfig, vm::config::parse_mac, vm::config::format_mac};
+use crate::{backend::config::BackendConfig, vm::config::format_mac, vm::config::parse_mac};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TableError {
@@ -44,17 +44,21 @@ pub struct TableEntry {
 
 /// A valid unicast MAC in canonical form.
 pub fn normalize_mac(mac: &str) -> Result<String, TableError> {
-    parse_mac(mac).map(format_mac).map_err(|why| TableError::Invalid {
-        field: "mac",
-        value: mac.to_owned(),
-        why,
-    })
+    parse_mac(mac)
+        .map(format_mac)
+        .map_err(|why| TableError::Invalid {
+            field: "mac",
+            value: mac.to_owned(),
+            why,
+        })
 }
 
 /// RFC 1123 label: 1-63 of `a-z0-9-`, not starting or ending with `-`.
 pub fn is_dns_label(name: &str) -> bool {
     (1..=63).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-')
 }
@@ -70,22 +74,38 @@ impl TableEntry {
             ));
         }
         if normalize_mac(&self.mac)? != self.mac {
-            return Err(invalid("mac", self.mac.clone(), "not in canonical form aa:bb:cc:dd:ee:ff"));
+            return Err(invalid(
+                "mac",
+                self.mac.clone(),
+                "not in canonical form aa:bb:cc:dd:ee:ff",
+            ));
         }
         if self.vm_config.is_empty()
             || self.vm_config.len() > 128
             || self.vm_config.chars().any(char::is_control)
         {
-            return Err(invalid("vm_config", self.vm_config.clone(), "empty, too long or with control characters"));
+            return Err(invalid(
+                "vm_config",
+                self.vm_config.clone(),
+                "empty, too long or with control characters",
+            ));
         }
         if !cfg.vm_pool.contains(&self.ip) {
             return Err(invalid("ip", self.ip.to_string(), "outside the VM pool"));
         }
         if !cfg.allocatable(self.ip) {
-            return Err(invalid("ip", self.ip.to_string(), "reserved (network, broadcast or the backend's address)"));
+            return Err(invalid(
+                "ip",
+                self.ip.to_string(),
+                "reserved (network, broadcast or the backend's address)",
+            ));
         }
         if self.ports.is_empty() {
-            return Err(invalid("port", String::new(), "at least one port is needed"));
+            return Err(invalid(
+                "port",
+                String::new(),
+                "at least one port is needed",
+            ));
         }
         if let Some(p) = self.ports.iter().find(|&&p| p == 0) {
             return Err(invalid("port", p.to_string(), "port is not 1-65535"));

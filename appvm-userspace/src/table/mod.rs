@@ -41,13 +41,22 @@ impl Table {
             e.validate(cfg)?;
             for other in &self.vms[..i] {
                 if other.name == e.name {
-                    return Err(TableError::Duplicate { field: "name", value: e.name.clone() });
+                    return Err(TableError::Duplicate {
+                        field: "name",
+                        value: e.name.clone(),
+                    });
                 }
                 if other.mac == e.mac {
-                    return Err(TableError::Duplicate { field: "mac", value: e.mac.clone() });
+                    return Err(TableError::Duplicate {
+                        field: "mac",
+                        value: e.mac.clone(),
+                    });
                 }
                 if other.ip == e.ip {
-                    return Err(TableError::Duplicate { field: "ip", value: e.ip.to_string() });
+                    return Err(TableError::Duplicate {
+                        field: "ip",
+                        value: e.ip.to_string(),
+                    });
                 }
             }
         }
@@ -85,11 +94,14 @@ impl Table {
             req.ports
                 .iter()
                 .map(|&p| {
-                    u16::try_from(p).ok().filter(|&p| p != 0).ok_or(TableError::Invalid {
-                        field: "port",
-                        value: p.to_string(),
-                        why: "port is not 1-65535",
-                    })
+                    u16::try_from(p)
+                        .ok()
+                        .filter(|&p| p != 0)
+                        .ok_or(TableError::Invalid {
+                            field: "port",
+                            value: p.to_string(),
+                            why: "port is not 1-65535",
+                        })
                 })
                 .collect::<Result<_, _>>()?
         };

@@ -12,14 +12,20 @@ const MAX_TABLE_BYTES: u64 = 64 * 1024 * 1024;
 /// Loads the table; a missing file is an empty table.
 pub fn load(path: &Path) -> Result<Table, TableError> {
     let shown = path.display().to_string();
-    let parse = |why: String| TableError::Parse { path: shown.clone(), why };
+    let parse = |why: String| TableError::Parse {
+        path: shown.clone(),
+        why,
+    };
     match fs::metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Table::default()),
         Err(e) => return Err(TableError::Io(format!("cannot read table {shown}: {e}"))),
-        Ok(m) if m.len() > MAX_TABLE_BYTES => return Err(parse(format!("larger than {MAX_TABLE_BYTES} bytes"))),
+        Ok(m) if m.len() > MAX_TABLE_BYTES => {
+            return Err(parse(format!("larger than {MAX_TABLE_BYTES} bytes")));
+        }
         Ok(_) => {}
     }
-    let bytes = fs::read(path).map_err(|e| TableError::Io(format!("cannot read table {shown}: {e}")))?;
+    let bytes =
+        fs::read(path).map_err(|e| TableError::Io(format!("cannot read table {shown}: {e}")))?;
     let text = String::from_utf8(bytes).map_err(|_e| parse("not UTF-8".into()))?;
     toml::from_str(&text).map_err(|e| parse(crate::toml_error::one_line(&text, &e)))
 }
@@ -33,7 +39,8 @@ pub fn load_valid(cfg: &BackendConfig) -> Result<Table, TableError> {
 
 /// The table file's text.
 pub fn render(table: &Table) -> Result<String, TableError> {
-    let body = toml::to_string(table).map_err(|e| TableError::Io(format!("cannot encode table: {e}")))?;
+    let body =
+        toml::to_string(table).map_err(|e| TableError::Io(format!("cannot encode table: {e}")))?;
     Ok(format!("{HEADER}{body}"))
 }
 
@@ -62,7 +69,10 @@ pub fn write_hosts(cfg: &BackendConfig, table: &Table) -> Result<bool, TableErro
         return Ok(false);
     }
     atomic::write_atomic(&cfg.hosts_file, content.as_bytes()).map_err(|e| {
-        TableError::Io(format!("cannot write hosts file {}: {e}", cfg.hosts_file.display()))
+        TableError::Io(format!(
+            "cannot write hosts file {}: {e}",
+            cfg.hosts_file.display()
+        ))
     })?;
     Ok(true)
 }

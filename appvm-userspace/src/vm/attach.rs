@@ -6,28 +6,21 @@
 //! drops every pin and link it holds, so nothing is left half-applied.
 
 use std::{
-    fs, io,
+    io,
     path::{Path, PathBuf},
 };
 
 use appvm_common::{VmPolicy, pins::vm};
-use aya::{
-    Ebpf, EbpfError,
-    maps::MapError,
-    pin::PinError,
-    programs::{
-        LinkOrder, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode,
-        links::{FdLink, LinkError},
-        tc::TcAttachOptions,
-    },
-};
+use aya::{EbpfError, maps::MapError, programs::TcAttachType};
 
-use super::{VmGuardConfig, maps::PolicyMapError, maps::PolicyMaps, pin_dir, staging_dir};
+use super::{VmGuardConfig, open_policy, pin_dir};
+use crate::policy_slots::PolicyMapError;
 use crate::{
     bpffs::{self, BpffsError},
     link_info::pinned_link_info,
     netdev::{self, NetdevError},
     object,
+    pinning::{self, Attachment, PinningError},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -36,28 +29,12 @@ pub enum AttachError {
     Netdev(#[from] NetdevError),
     #[error(transparent)]
     Bpffs(#[from] BpffsError),
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Pinning(#[from] PinningError),
+    #[error("cannot read link {path}: {source}")]
+    LinkInfo { path: PathBuf, source: io::Error },
     #[error("cannot open the eBPF object: {0}")]
     Object(#[from] EbpfError),
-    #[error("program {name}: {source}")]
-    Program {
-        name: &'static str,
-        source: ProgramError,
-    },
-    #[error("program or map {name} missing from the eBPF object")]
-    Missing { name: &'static str },
-    #[error("cannot pin {path}: {source}")]
-    Pin { path: PathBuf, source: PinError },
-    #[error("link of {name}: {source}")]
-    Link {
-        name: &'static str,
-        source: LinkError,
-    },
     #[error(transparent)]
     PolicyMap(#[from] PolicyMapError),
     #[error("cannot write policy: {0}")]
@@ -90,7 +67,8 @@ pub enum AttachOutcome {
     Updated { dir: PathBuf, slot: u32 },
 }
 
-/// Attaches the guard described by `cfg`, pinning under `root`.
+/// Attaches the guard described by `cfg`, pinning under `root`. A fresh
+/// attach is staged (see [`pinning::staged`]): nothing is left half-applied.
 pub fn attach(cfg: &VmGuardConfig, root: &Path) -> Result<AttachOutcome, AttachError> {
     let ifindex = netdev::ifindex(&cfg.iface)?;
     let policy = cfg.to_policy();
@@ -100,21 +78,7 @@ pub fn attach(cfg: &VmGuardConfig, root: &Path) -> Result<AttachOutcome, AttachE
         return Ok(AttachOutcome::Updated { dir, slot });
     }
     bpffs::ensure_root(root)?;
-    let staging = staging_dir(root, &cfg.iface);
-    let result = attach_fresh(&staging, cfg, &policy).and_then(|()| {
-        fs::rename(&staging, &dir).map_err(|source| AttachError::Io {
-            what: "cannot move guard pins into",
-            path: dir.clone(),
-            source,
-        })
-    });
-    if let Err(e) = result {
-        // Removing the pins detaches the links; our own fds close on return.
-        if let Err(cleanup) = fs::remove_dir_all(&staging) {
-            tracing::warn!(path = %staging.display(), %cleanup, "cannot remove staging pins");
-        }
-        return Err(e);
-    }
+    pinning::staged(&dir, |staging| attach_fresh(staging, cfg, &policy))?;
     Ok(AttachOutcome::Attached { dir })
 }
 
@@ -129,8 +93,7 @@ fn update(dir: &Path, iface: &str, ifindex: u32, policy: &VmPolicy) -> Result<u3
     }
     for &link in vm::LINK_PINS {
         let path = dir.join(link);
-        let info = pinned_link_info(&path).map_err(|source| AttachError::Io {
-            what: "cannot read link",
+        let info = pinned_link_info(&path).map_err(|source| AttachError::LinkInfo {
             path: path.clone(),
             source,
         })?;
@@ -143,127 +106,55 @@ fn update(dir: &Path, iface: &str, ifindex: u32, policy: &VmPolicy) -> Result<u3
             });
         }
     }
-    let mut maps = PolicyMaps::open_pinned(dir)?;
+    let mut maps = open_policy(dir)?;
     Ok(maps.install(policy)?)
 }
 
 fn attach_fresh(staging: &Path, cfg: &VmGuardConfig, policy: &VmPolicy) -> Result<(), AttachError> {
-    fs::create_dir(staging).map_err(|source| AttachError::Io {
-        what: "cannot create",
-        path: staging.to_path_buf(),
-        source,
-    })?;
     let mut ebpf = object::open()?;
-    for (name, pin) in [
-        (vm::MAP_POLICY, vm::PIN_MAP_POLICY),
-        (vm::MAP_POLICY_SLOT, vm::PIN_MAP_POLICY_SLOT),
-        (vm::MAP_COUNTERS, vm::PIN_MAP_COUNTERS),
-    ] {
-        let map = ebpf.map(name).ok_or(AttachError::Missing { name })?;
-        let path = staging.join(pin);
-        map.pin(&path)
-            .map_err(|source| AttachError::Pin { path, source })?;
-    }
+    pinning::pin_maps(
+        &ebpf,
+        staging,
+        &[
+            (vm::MAP_POLICY, vm::PIN_MAP_POLICY),
+            (vm::MAP_POLICY_SLOT, vm::PIN_MAP_POLICY_SLOT),
+            (vm::MAP_COUNTERS, vm::PIN_MAP_COUNTERS),
+        ],
+    )?;
     // The policy is in force before any program sees a packet.
-    PolicyMaps::open_pinned(staging)?.install(policy)?;
-
-    attach_xdp(&mut ebpf, staging, &cfg.iface)?;
-    // tcx programs go first in their chain: one before them that returns
-    // "pass" would otherwise bypass the guard.
-    attach_tcx(
+    open_policy(staging)?.install(policy)?;
+    let iface = cfg.iface.as_str();
+    pinning::attach_xdp(
         &mut ebpf,
         staging,
-        &cfg.iface,
-        TcxProgram {
-            name: vm::PROG_INGRESS_VLAN,
+        Attachment {
+            program: vm::PROG_INGRESS,
+            iface,
+            pin_prog: vm::PIN_PROG_INGRESS,
+            pin_link: vm::PIN_LINK_INGRESS,
+        },
+    )?;
+    pinning::attach_tcx(
+        &mut ebpf,
+        staging,
+        Attachment {
+            program: vm::PROG_INGRESS_VLAN,
+            iface,
             pin_prog: vm::PIN_PROG_INGRESS_VLAN,
             pin_link: vm::PIN_LINK_INGRESS_VLAN,
-            attach_type: TcAttachType::Ingress,
         },
+        TcAttachType::Ingress,
     )?;
-    attach_tcx(
+    pinning::attach_tcx(
         &mut ebpf,
         staging,
-        &cfg.iface,
-        TcxProgram {
-            name: vm::PROG_EGRESS,
+        Attachment {
+            program: vm::PROG_EGRESS,
+            iface,
             pin_prog: vm::PIN_PROG_EGRESS,
             pin_link: vm::PIN_LINK_EGRESS,
-            attach_type: TcAttachType::Egress,
         },
-    )
-}
-
-fn attach_xdp(ebpf: &mut Ebpf, staging: &Path, iface: &str) -> Result<(), AttachError> {
-    let name = vm::PROG_INGRESS;
-    let program = |source| AttachError::Program { name, source };
-    let xdp: &mut Xdp = ebpf
-        .program_mut(name)
-        .ok_or(AttachError::Missing { name })?
-        .try_into()
-        .map_err(program)?;
-    xdp.load().map_err(program)?;
-    pin_program(
-        xdp.pin(staging.join(vm::PIN_PROG_INGRESS)),
-        staging,
-        vm::PIN_PROG_INGRESS,
+        TcAttachType::Egress,
     )?;
-    let id = xdp.attach(iface, XdpMode::default()).map_err(program)?;
-    let link: FdLink = xdp
-        .take_link(id)
-        .map_err(program)?
-        .try_into()
-        .map_err(|source| AttachError::Link { name, source })?;
-    pin_link(link, staging, vm::PIN_LINK_INGRESS)
-}
-
-struct TcxProgram {
-    name: &'static str,
-    pin_prog: &'static str,
-    pin_link: &'static str,
-    attach_type: TcAttachType,
-}
-
-fn attach_tcx(
-    ebpf: &mut Ebpf,
-    staging: &Path,
-    iface: &str,
-    p: TcxProgram,
-) -> Result<(), AttachError> {
-    let name = p.name;
-    let program = |source| AttachError::Program { name, source };
-    let tc: &mut SchedClassifier = ebpf
-        .program_mut(name)
-        .ok_or(AttachError::Missing { name })?
-        .try_into()
-        .map_err(program)?;
-    tc.load().map_err(program)?;
-    pin_program(tc.pin(staging.join(p.pin_prog)), staging, p.pin_prog)?;
-    let id = tc
-        .attach_with_options(
-            iface,
-            p.attach_type,
-            TcAttachOptions::TcxOrder(LinkOrder::first()),
-        )
-        .map_err(program)?;
-    let link: FdLink = tc
-        .take_link(id)
-        .map_err(program)?
-        .try_into()
-        .map_err(|source| AttachError::Link { name, source })?;
-    pin_link(link, staging, p.pin_link)
-}
-
-fn pin_program(result: Result<(), PinError>, dir: &Path, name: &str) -> Result<(), AttachError> {
-    result.map_err(|source| AttachError::Pin {
-        path: dir.join(name),
-        source,
-    })
-}
-
-fn pin_link(link: FdLink, dir: &Path, name: &str) -> Result<(), AttachError> {
-    let path = dir.join(name);
-    link.pin(&path)
-        .map(drop)
-        .map_err(|source| AttachError::Pin { path, source })
+    Ok(())
 }

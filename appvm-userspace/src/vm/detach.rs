@@ -1,13 +1,14 @@
 //! `appvm vm detach`: remove everything `attach` pinned for an interface.
 
 use std::{
-    fs, io,
+    io,
     path::{Path, PathBuf},
 };
 
 use appvm_common::pins::vm;
 
 use super::pin_dir;
+use crate::pinning;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DetachError {
@@ -27,24 +28,8 @@ pub fn detach(iface: &str, root: &Path) -> Result<Vec<PathBuf>, DetachError> {
             dir,
         });
     }
-    let mut removed = Vec::new();
-    let ordered = vm::LINK_PINS.iter().map(|name| dir.join(name));
-    let rest = fs::read_dir(&dir)
-        .map_err(|source| DetachError::Remove {
-            path: dir.clone(),
-            source,
-        })?
-        .filter_map(|entry| entry.ok().map(|e| e.path()));
-    for path in ordered.chain(rest.collect::<Vec<_>>()) {
-        match fs::remove_file(&path) {
-            Ok(()) => removed.push(path),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => return Err(DetachError::Remove { path, source }),
-        }
-    }
-    fs::remove_dir(&dir).map_err(|source| DetachError::Remove {
+    pinning::remove_pins(&dir, vm::LINK_PINS).map_err(|source| DetachError::Remove {
         path: dir.clone(),
         source,
-    })?;
-    Ok(removed)
+    })
 }

@@ -8,7 +8,7 @@ use aya::{
     programs::{ProgramError, SchedClassifier, TestRun as _, TestRunOptions, Xdp},
 };
 
-use super::maps::PolicyMaps;
+use crate::policy_slots::PolicyMaps;
 use crate::{counters, object};
 
 #[derive(Debug, thiserror::Error)]

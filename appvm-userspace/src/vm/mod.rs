@@ -4,7 +4,6 @@ pub mod attach;
 pub mod config;
 pub mod detach;
 pub mod loaded;
-pub mod maps;
 pub mod policy;
 pub mod status;
 
@@ -14,6 +13,18 @@ pub use attach::{AttachError, AttachOutcome, attach};
 pub use config::{ConfigError, GuardSettings, VmGuardConfig};
 pub use detach::{DetachError, detach};
 pub use status::{StatusError, VmStatus, status};
+
+/// Opens the guard's pinned policy maps in `dir`.
+pub fn open_policy(
+    dir: &Path,
+) -> Result<crate::policy_slots::PolicyMaps<aya::maps::MapData>, crate::policy_slots::PolicyMapError>
+{
+    crate::policy_slots::PolicyMaps::open_pinned(
+        dir,
+        appvm_common::pins::vm::PIN_MAP_POLICY,
+        appvm_common::pins::vm::PIN_MAP_POLICY_SLOT,
+    )
+}
 
 /// Where the guard of `iface` is pinned under `root`.
 ///
@@ -27,13 +38,6 @@ pub fn pin_dir(root: &Path, iface: &str) -> PathBuf {
 /// `None` for names appvm does not create (staging directories start with `_`).
 pub fn iface_of_pin_dir(name: &str) -> Option<String> {
     (!name.starts_with('_')).then(|| name.replace("%2e", ".").replace("%25", "%"))
-}
-
-/// Where a fresh attach stages its pins before renaming them into place.
-fn staging_dir(root: &Path, iface: &str) -> PathBuf {
-    let final_dir = pin_dir(root, iface);
-    let name = final_dir.file_name().unwrap_or_default().to_string_lossy();
-    root.join(format!("_staging_{name}_{}", std::process::id()))
 }
 
 #[cfg(test)]

@@ -9,11 +9,8 @@ use appvm_common::pins::vm;
 use aya::maps::MapError;
 use serde::Serialize;
 
-use super::{
-    maps::{PolicyMapError, PolicyMaps},
-    pin_dir,
-    policy::PolicyView,
-};
+use super::{open_policy, pin_dir, policy::PolicyView};
+use crate::policy_slots::PolicyMapError;
 use crate::{
     counters::{CountersError, read_vm_pinned},
     link_info::{PinnedLinkInfo, pinned_link_info},
@@ -104,7 +101,7 @@ fn one(iface: &str, dir: &Path) -> Result<VmStatus, StatusError> {
             .iter()
             .all(|l| l.is_some_and(|l| l.ifindex == index))
     });
-    let maps = PolicyMaps::open_pinned(dir)?;
+    let maps = open_policy(dir)?;
     let policy_slot = maps.active_slot()?;
     let policy = PolicyView::from(&maps.active()?);
     let counters = read_vm_pinned(&dir.join(vm::PIN_MAP_COUNTERS))?

@@ -1,5 +1,6 @@
 //! `appvm`: attach and inspect appvm's kernel guards.
 
+mod backend;
 mod exit;
 mod table;
 mod vm;
@@ -17,9 +18,6 @@ struct Cli {
     /// bpffs directory under which programs, links and maps are pinned.
     #[arg(long, global = true, env = "APPVM_PIN_ROOT", default_value = appvm_common::pins::DEFAULT_PIN_ROOT)]
     pin_root: PathBuf,
-    /// Backend configuration (secure network, VM pool, table and hosts file).
-    #[arg(long, global = true, env = "APPVM_CONFIG", default_value = appvm::backend::config::DEFAULT_CONFIG)]
-    config: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,8 +28,9 @@ enum Command {
     #[command(subcommand)]
     Vm(vm::VmCommand),
     /// The application-VM table on the backend (fixed IPs pinned by MAC).
-    #[command(subcommand)]
-    Table(table::TableCommand),
+    Table(table::TableArgs),
+    /// The backend host service and its programs.
+    Backend(backend::BackendArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,7 +57,8 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Vm(cmd) => vm::run(cmd, &cli.pin_root),
-        Command::Table(cmd) => table::run(cmd, &cli.config),
+        Command::Table(args) => table::run(args),
+        Command::Backend(args) => backend::run(args, &cli.pin_root),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

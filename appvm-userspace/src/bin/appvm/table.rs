@@ -1,15 +1,24 @@
 //! `appvm table add | remove | list | show`: the application-VM table.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use appvm::{
     backend::config::BackendConfig,
     table::{AddRequest, TableEntry, store},
 };
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 use crate::exit::CliError;
+
+#[derive(Debug, Args)]
+pub(crate) struct TableArgs {
+    /// Backend configuration (secure network, VM pool, table and hosts file).
+    #[arg(long, global = true, env = "APPVM_CONFIG", default_value = appvm::backend::config::DEFAULT_CONFIG)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: TableCommand,
+}
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum TableCommand {
@@ -57,13 +66,28 @@ fn bad(e: impl ToString) -> CliError {
     CliError::BadInput(e.to_string())
 }
 
-pub(crate) fn run(cmd: TableCommand, config: &Path) -> Result<(), CliError> {
-    let cfg = BackendConfig::load(config).map_err(bad)?;
-    match cmd {
-        TableCommand::Add { name, mac, vm_config, ip, ports } => {
-            let req = AddRequest { name, mac, vm_config, ip, ports };
+pub(crate) fn run(args: TableArgs) -> Result<(), CliError> {
+    let cfg = BackendConfig::load(&args.config).map_err(bad)?;
+    match args.command {
+        TableCommand::Add {
+            name,
+            mac,
+            vm_config,
+            ip,
+            ports,
+        } => {
+            let req = AddRequest {
+                name,
+                mac,
+                vm_config,
+                ip,
+                ports,
+            };
             let entry = store::update(&cfg, |t| t.add(&req, &cfg)).map_err(bad)?;
-            println!("added {} {} {} ports {:?}", entry.name, entry.mac, entry.ip, entry.ports);
+            println!(
+                "added {} {} {} ports {:?}",
+                entry.name, entry.mac, entry.ip, entry.ports
+            );
             Ok(())
         }
         TableCommand::Remove { name } => {
@@ -74,7 +98,10 @@ pub(crate) fn run(cmd: TableCommand, config: &Path) -> Result<(), CliError> {
         TableCommand::List { json } => {
             let table = store::load_valid(&cfg).map_err(bad)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&table.vms).context("encode")?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&table.vms).context("encode")?
+                );
             } else {
                 print_entries(&table.vms);
             }
@@ -96,9 +123,19 @@ pub(crate) fn run(cmd: TableCommand, config: &Path) -> Result<(), CliError> {
 }
 
 fn print_entries(entries: &[TableEntry]) {
-    println!("{:<24} {:<17} {:<15} {:<16} ports", "name", "mac", "ip", "vm_config");
+    println!(
+        "{:<24} {:<17} {:<15} {:<16} ports",
+        "name", "mac", "ip", "vm_config"
+    );
     for e in entries {
         let ports: Vec<String> = e.ports.iter().map(u16::to_string).collect();
-        println!("{:<24} {:<17} {:<15} {:<16} {}", e.name, e.mac, e.ip, e.vm_config, ports.join(","));
+        println!(
+            "{:<24} {:<17} {:<15} {:<16} {}",
+            e.name,
+            e.mac,
+            e.ip,
+            e.vm_config,
+            ports.join(",")
+        );
     }
 }

@@ -1,0 +1,183 @@
+//! The backend programs loaded but not attached, with their maps at hand:
+//! for `BPF_PROG_TEST_RUN` (verdict tests, fuzzing, benchmarks).
+
+use std::os::fd::AsFd as _;
+
+use appvm_common::{
+    BackendReason, Counter,
+    backend::{BackendPolicy, VmEntry, VmTraffic},
+    pins::backend as pins,
+};
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues},
+    programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp},
+};
+
+use crate::{
+    object,
+    policy_slots::PolicyMaps,
+    vm::loaded::{LoadedError, RunResult},
+};
+
+/// Loaded backend programs and their maps.
+pub struct LoadedBackend {
+    ebpf: Ebpf,
+    pub policy: PolicyMaps<MapData, BackendPolicy>,
+    pub vms: HashMap<MapData, u32, VmEntry>,
+    pub traffic: PerCpuHashMap<MapData, u32, VmTraffic>,
+    counters: PerCpuArray<MapData, Counter>,
+}
+
+impl std::fmt::Debug for LoadedBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedBackend").finish_non_exhaustive()
+    }
+}
+
+fn prog_err(name: &'static str) -> impl Fn(aya::programs::ProgramError) -> LoadedError {
+    move |source| LoadedError::Program { name, source }
+}
+
+impl LoadedBackend {
+    pub fn load() -> Result<Self, LoadedError> {
+        let mut ebpf = object::open()?;
+        let mut take = |name: &'static str| ebpf.take_map(name).ok_or(LoadedError::Missing(name));
+        let policy = PolicyMaps {
+            policy: Array::try_from(take(pins::MAP_POLICY)?)?,
+            slot: Array::try_from(take(pins::MAP_POLICY_SLOT)?)?,
+        };
+        let vms = HashMap::try_from(take(pins::MAP_VMS)?)?;
+        let traffic = PerCpuHashMap::try_from(take(pins::MAP_VM_TRAFFIC)?)?;
+        let counters = PerCpuArray::try_from(take(pins::MAP_COUNTERS)?)?;
+        for name in [pins::PROG_PUBLIC, pins::PROG_SECURE] {
+            let p: &mut Xdp = ebpf
+                .program_mut(name)
+                .ok_or(LoadedError::Missing(name))?
+                .try_into()
+                .map_err(prog_err(name))?;
+            p.load().map_err(prog_err(name))?;
+        }
+        let name = pins::PROG_PUBLIC_EGRESS;
+        let p: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .ok_or(LoadedError::Missing(name))?
+            .try_into()
+            .map_err(prog_err(name))?;
+        p.load().map_err(prog_err(name))?;
+        Ok(Self {
+            ebpf,
+            policy,
+            vms,
+            traffic,
+            counters,
+        })
+    }
+
+    /// Adds a VM to the kernel table with zeroed per-VM counters.
+    pub fn add_vm(&mut self, ip_be: u32, mac: [u8; 6]) -> Result<(), MapError> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| {
+            MapError::SyscallError(aya::sys::SyscallError {
+                call: "nr_cpus",
+                io_error: e,
+            })
+        })?;
+        self.traffic.insert(
+            ip_be,
+            PerCpuValues::try_from(vec![VmTraffic::default(); cpus])?,
+            0,
+        )?;
+        self.vms.insert(ip_be, VmEntry { mac, _pad: [0; 2] }, 0)
+    }
+
+    /// One VM's traffic over all CPUs.
+    pub fn vm_traffic(&self, ip_be: u32) -> Result<VmTraffic, MapError> {
+        Ok(self
+            .traffic
+            .get(&ip_be, 0)?
+            .iter()
+            .fold(VmTraffic::default(), |a, &t| a.add(t)))
+    }
+
+    pub fn counters(&self) -> Result<Vec<(BackendReason, Counter)>, MapError> {
+        BackendReason::ALL
+            .iter()
+            .map(|&r| {
+                Ok((
+                    r,
+                    self.counters
+                        .get(&r.index(), 0)?
+                        .iter()
+                        .fold(Counter::default(), |a, &c| a.add(c)),
+                ))
+            })
+            .collect()
+    }
+
+    pub fn reset_counters(&mut self) -> Result<(), MapError> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| {
+            MapError::SyscallError(aya::sys::SyscallError {
+                call: "nr_cpus",
+                io_error: e,
+            })
+        })?;
+        for r in BackendReason::ALL {
+            self.counters.set(
+                r.index(),
+                PerCpuValues::try_from(vec![Counter::default(); cpus])?,
+                0,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The flow map's descriptor (tests look entries up directly).
+    pub fn flows_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.ebpf.map(pins::MAP_FLOWS).and_then(|m| match m {
+            aya::maps::Map::LruHashMap(d) => Some(d.fd().as_fd()),
+            _ => None,
+        })
+    }
+
+    pub fn run_public(&mut self, frame: &[u8], repeat: u32) -> Result<RunResult, LoadedError> {
+        self.run(pins::PROG_PUBLIC, frame, repeat)
+    }
+
+    pub fn run_public_egress(
+        &mut self,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<RunResult, LoadedError> {
+        self.run(pins::PROG_PUBLIC_EGRESS, frame, repeat)
+    }
+
+    pub fn run_secure(&mut self, frame: &[u8], repeat: u32) -> Result<RunResult, LoadedError> {
+        self.run(pins::PROG_SECURE, frame, repeat)
+    }
+
+    fn run(
+        &mut self,
+        name: &'static str,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<RunResult, LoadedError> {
+        let mut o = TestRunOptions::new();
+        o.data_in = Some(frame);
+        o.repeat = repeat.max(1);
+        let prog = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(LoadedError::Missing(name))?;
+        let r = if name == pins::PROG_PUBLIC_EGRESS {
+            let p: &mut SchedClassifier = prog.try_into().map_err(prog_err(name))?;
+            p.test_run(o).map_err(prog_err(name))?
+        } else {
+            let p: &mut Xdp = prog.try_into().map_err(prog_err(name))?;
+            p.test_run(o).map_err(prog_err(name))?
+        };
+        Ok(RunResult {
+            return_value: r.return_value,
+            duration_ns: r.duration.as_nanos() as u64,
+        })
+    }
+}

@@ -1,0 +1,91 @@
+//! `BPF_MAP_UPDATE_BATCH` / `BPF_MAP_DELETE_BATCH`: aya 0.14 has no batch
+//! API, and one syscall per entry makes a 65,536-entry sync several times
+//! slower.
+
+use std::{
+    io,
+    os::fd::{AsRawFd as _, BorrowedFd},
+};
+
+use aya::Pod;
+
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
+
+/// `struct { in_batch, out_batch, keys, values: u64; count, map_fd: u32;
+/// elem_flags, flags: u64 }` of `union bpf_attr`.
+fn batch(
+    cmd: libc::c_long,
+    map: BorrowedFd<'_>,
+    keys: *const u8,
+    values: *const u8,
+    count: usize,
+) -> io::Result<()> {
+    if count == 0 {
+        return Ok(());
+    }
+    let count32 = u32::try_from(count).map_err(io::Error::other)?;
+    let mut attr = [0_u64; 7];
+    attr[2] = keys as u64;
+    attr[3] = values as u64;
+    attr[4] = u64::from(count32) | (u64::from(map.as_raw_fd() as u32) << 32);
+    // SAFETY: `attr` is a live buffer of the size passed; the kernel reads
+    // `count` keys and values from the pointers, which callers size.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), size_of_val(&attr)) };
+    let done = (attr[4] & 0xffff_ffff) as usize;
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("{e} after {done} of {count} entries"),
+        ));
+    }
+    Ok(())
+}
+
+/// Inserts or replaces `keys[i] -> values[i]` in a (non-per-CPU) hash or
+/// array map, in one syscall.
+pub fn update<K: Pod, V: Pod>(map: BorrowedFd<'_>, keys: &[K], values: &[V]) -> io::Result<()> {
+    if keys.len() != values.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "keys and values differ in length",
+        ));
+    }
+    batch(
+        BPF_MAP_UPDATE_BATCH,
+        map,
+        keys.as_ptr().cast(),
+        values.as_ptr().cast(),
+        keys.len(),
+    )
+}
+
+/// Inserts `keys` into a per-CPU map with every CPU's value zeroed.
+pub fn insert_zeroed_percpu<K: Pod, V: Pod>(
+    map: BorrowedFd<'_>,
+    keys: &[K],
+    cpus: usize,
+) -> io::Result<()> {
+    // Per-CPU values are laid out per CPU, each rounded up to 8 bytes.
+    let per_value = size_of::<V>().next_multiple_of(8) * cpus;
+    let zeros = vec![0_u8; per_value * keys.len()];
+    batch(
+        BPF_MAP_UPDATE_BATCH,
+        map,
+        keys.as_ptr().cast(),
+        zeros.as_ptr(),
+        keys.len(),
+    )
+}
+
+/// Deletes `keys` (all must exist) in one syscall.
+pub fn delete<K: Pod>(map: BorrowedFd<'_>, keys: &[K]) -> io::Result<()> {
+    batch(
+        BPF_MAP_DELETE_BATCH,
+        map,
+        keys.as_ptr().cast(),
+        std::ptr::null(),
+        keys.len(),
+    )
+}
