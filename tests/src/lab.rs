@@ -223,6 +223,23 @@ impl Lab {
         dir
     }
 
+    /// Runs `appvm table ...` (root namespace; files only) with `config`.
+    pub fn table(&self, config: &Path, args: &[&str]) -> Output {
+        let mut cmd = Command::new(appvm_bin());
+        cmd.arg("table").args(args).env("APPVM_CONFIG", config);
+        cmd.output().expect("run appvm table")
+    }
+
+    /// Runs `appvm backend ...` inside the backend namespace.
+    pub fn backend_cmd(&self, config: &Path, args: &[&str]) -> Output {
+        let mut cmd = self.backend.ns.command(appvm_bin());
+        cmd.arg("backend")
+            .args(args)
+            .env("APPVM_CONFIG", config)
+            .env("APPVM_PIN_ROOT", &self.pin_root);
+        cmd.output().expect("run appvm backend")
+    }
+
     /// Writes a backend config for this lab (pool 192.168.128.16/28) and
     /// returns its path.
     pub fn backend_config(&self, extra: &str) -> PathBuf {

@@ -12,6 +12,7 @@ pub mod micro;
 pub mod netns;
 pub mod probe;
 pub mod scenario;
+pub mod service;
 pub mod sys;
 
 pub use lab::Lab;

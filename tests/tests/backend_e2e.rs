@@ -1,0 +1,430 @@
+//! The backend enforcer end to end: the service (`appvm backend run`) in
+//! the lab's backend namespace, real TCP from the public side, raw spoofed
+//! frames from the rogue, table changes while it runs, kill -9 and restart.
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use appvm::{
+    backend::{attach::pin_dir, maps::BackendMaps},
+    link_info::pinned_link_info,
+    vm::policy::ip_be,
+};
+use appvm_common::pins::backend as pins;
+use appvm_lab::{
+    Lab, frames,
+    lab::{BACKEND_PUBLIC_IP, PUB_IF, PUBLIC_PORT, SEC_IF},
+    probe::{Listener, Sniffer, send_frames, tcp_connects},
+    service::BackendService,
+    sys::require_privileges,
+};
+
+const SHORT: Duration = Duration::from_millis(800);
+const LONG: Duration = Duration::from_secs(3);
+
+struct Setup {
+    lab: Lab,
+    config: PathBuf,
+}
+
+fn setup(extra: &str) -> Setup {
+    require_privileges();
+    let lab = Lab::new().expect("lab");
+    let config = lab.backend_config(extra);
+    let mac = appvm::vm::config::format_mac(lab.vm.mac);
+    let out = lab.table(
+        &config,
+        &[
+            "add",
+            "--name",
+            "redcap",
+            "--mac",
+            &mac,
+            "--vm-config",
+            "cfg-1",
+            "--ip",
+            "192.168.128.20",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Setup { lab, config }
+}
+
+fn status(s: &Setup) -> serde_json::Value {
+    let out = s.lab.backend_cmd(&s.config, &["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+fn counter(status: &serde_json::Value, reason: &str) -> u64 {
+    status["counters"]
+        .as_array()
+        .expect("counters")
+        .iter()
+        .find(|c| c["reason"] == reason)
+        .and_then(|c| c["packets"].as_u64())
+        .unwrap_or_else(|| panic!("no counter {reason}"))
+}
+
+fn link_ids(s: &Setup) -> Vec<u32> {
+    pins::LINK_PINS
+        .iter()
+        .map(|p| {
+            pinned_link_info(&pin_dir(s.lab.pin_root()).join(p))
+                .expect("link")
+                .id
+        })
+        .collect()
+}
+
+#[test]
+fn public_side_reaches_only_the_public_port() {
+    let s = setup("");
+    let _svc = BackendService::start(&s.lab, &s.config).expect("service");
+    let life = Duration::from_secs(30);
+    let _proxy = Listener::start(&s.lab.backend.ns, PUBLIC_PORT, life).expect("listen");
+    let _other = Listener::start(&s.lab.backend.ns, 2222, life).expect("listen");
+    let _client_svc = Listener::start(&s.lab.public.ns, 8080, life).expect("listen");
+    let public = &s.lab.public.ns;
+    assert!(
+        tcp_connects(public, BACKEND_PUBLIC_IP, PUBLIC_PORT, LONG).expect("probe"),
+        "public port"
+    );
+    assert!(
+        !tcp_connects(public, BACKEND_PUBLIC_IP, 2222, SHORT).expect("probe"),
+        "another port with a listener must be dropped"
+    );
+    // A connection the backend opens gets its replies.
+    assert!(
+        tcp_connects(&s.lab.backend.ns, s.lab.public.ip, 8080, LONG).expect("probe"),
+        "backend's own connection"
+    );
+    // UDP from outside never reaches the backend's stack.
+    let sniffer = Sniffer::start(&s.lab.backend.ns, PUB_IF, Duration::from_secs(5)).expect("sniff");
+    let backend_mac = [2, 0, 0, 0, 1, 0x10];
+    let udp = frames::udp_frame(
+        s.lab.public.mac,
+        backend_mac,
+        s.lab.public.ip,
+        BACKEND_PUBLIC_IP,
+        5000,
+        53,
+        b"q",
+    );
+    send_frames(public, PUB_IF, vec![udp.clone(); 3]).expect("send");
+    std::thread::sleep(Duration::from_millis(150));
+    assert!(
+        !sniffer.finish().iter().any(|f| f.starts_with(&udp)),
+        "UDP leaked"
+    );
+    let st = status(&s);
+    assert!(counter(&st, "pub_in_pass_public_port") >= 1);
+    assert!(counter(&st, "pub_in_drop_port_closed") >= 1);
+    assert!(counter(&st, "pub_in_pass_reply") >= 1);
+    assert!(counter(&st, "pub_out_pass_tracked") >= 1);
+    assert_eq!(counter(&st, "pub_in_drop_proto_denied"), 3);
+}
+
+#[test]
+fn spoofing_an_application_vm_or_the_backend_is_dropped() {
+    let s = setup("");
+    let _svc = BackendService::start(&s.lab, &s.config).expect("service");
+    let (lab, rogue) = (&s.lab, &s.lab.rogue);
+    let _svc8080 = Listener::start(&lab.backend.ns, 8080, Duration::from_secs(30)).expect("listen");
+    assert!(
+        tcp_connects(&lab.vm.ns, lab.backend.ip, 8080, LONG).expect("probe"),
+        "the VM itself"
+    );
+    assert!(
+        tcp_connects(&rogue.ns, lab.backend.ip, 8080, LONG).expect("probe"),
+        "a host outside the pool with its own IP"
+    );
+    let sniffer = Sniffer::start(&lab.backend.ns, SEC_IF, Duration::from_secs(5)).expect("sniff");
+    let spoof_vm: Vec<Vec<u8>> = (0..3)
+        .map(|i| {
+            frames::tcp_syn(
+                rogue.mac,
+                lab.backend.mac,
+                lab.vm.ip,
+                lab.backend.ip,
+                41000 + i,
+                8080,
+            )
+        })
+        .collect();
+    let spoof_backend: Vec<Vec<u8>> = (0..3)
+        .map(|i| {
+            frames::tcp_syn(
+                rogue.mac,
+                lab.backend.mac,
+                lab.backend.ip,
+                lab.backend.ip,
+                42000 + i,
+                8080,
+            )
+        })
+        .collect();
+    let arp = frames::ethernet(
+        frames::BROADCAST_MAC,
+        rogue.mac,
+        frames::ETH_P_ARP,
+        &frames::arp(2, rogue.mac, lab.vm.ip, lab.backend.mac, lab.backend.ip),
+    );
+    let all: Vec<Vec<u8>> = spoof_vm
+        .iter()
+        .chain(&spoof_backend)
+        .cloned()
+        .chain(std::iter::repeat_n(arp, 3))
+        .collect();
+    let before = status(&s);
+    send_frames(&rogue.ns, SEC_IF, all.clone()).expect("send");
+    std::thread::sleep(Duration::from_millis(150));
+    let seen = sniffer.finish();
+    assert!(
+        !seen.iter().any(|f| all.iter().any(|a| f.starts_with(a))),
+        "spoofed frames reached the backend"
+    );
+    let after = status(&s);
+    let delta = |r| counter(&after, r) - counter(&before, r);
+    assert_eq!(delta("sec_in_drop_spoofed_vm_ip"), 3);
+    assert_eq!(delta("sec_in_drop_spoofed_backend_ip"), 3);
+    assert_eq!(delta("sec_in_drop_arp_spoof"), 3);
+    let vm = &after["vms"][0];
+    assert_eq!(vm["name"], "redcap");
+    assert_eq!(vm["in_kernel"], true);
+    assert_eq!(
+        vm["spoofed_packets"], 6,
+        "3 SYNs + 3 ARPs claimed the VM's IP: {vm}"
+    );
+    assert!(vm["packets"].as_u64().expect("packets") > 0, "{vm}");
+}
+
+/// Polls the pinned VM map until `ip` is present (or absent).
+fn wait_in_map(s: &Setup, ip: std::net::Ipv4Addr, present: bool) -> Duration {
+    let started = Instant::now();
+    let maps = BackendMaps::open(&pin_dir(s.lab.pin_root())).expect("maps");
+    while started.elapsed() < Duration::from_secs(10) {
+        if maps.vms.get(&ip_be(ip), 0).is_ok() == present {
+            return started.elapsed();
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    panic!(
+        "{ip} not {} the kernel map after 10 s",
+        if present { "in" } else { "out of" }
+    );
+}
+
+#[test]
+fn table_changes_reach_the_kernel_while_the_service_runs() {
+    let s = setup("");
+    let svc = BackendService::start(&s.lab, &s.config).expect("service");
+    let mut delays = Vec::new();
+    for i in 0..10_u8 {
+        let ip = std::net::Ipv4Addr::new(192, 168, 128, 21 + (i % 5));
+        let mac = format!("02:00:00:00:01:{:02x}", 0x30 + i);
+        let name = format!("vm{i}");
+        let started = Instant::now();
+        let out = s.lab.table(
+            &s.config,
+            &[
+                "add",
+                "--name",
+                &name,
+                "--mac",
+                &mac,
+                "--vm-config",
+                "c",
+                "--ip",
+                &ip.to_string(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = wait_in_map(&s, ip, true);
+        delays.push(started.elapsed());
+        let started = Instant::now();
+        let out = s.lab.table(&s.config, &["remove", &name]);
+        assert!(out.status.success());
+        let _ = wait_in_map(&s, ip, false);
+        delays.push(started.elapsed());
+    }
+    delays.sort();
+    eprintln!(
+        "table change -> kernel map (incl. the appvm table process): median {:?}, max {:?}, over {} changes",
+        delays[delays.len() / 2],
+        delays[delays.len() - 1],
+        delays.len()
+    );
+    // The hosts file follows the table.
+    let hosts = std::fs::read_to_string(s.lab.files().join("secure-hosts")).expect("hosts file");
+    assert_eq!(
+        hosts,
+        format!(
+            "# MAC address, IP address\n{}, 192.168.128.20\n",
+            appvm::vm::config::format_mac(s.lab.vm.mac)
+        )
+    );
+    // An invalid table is refused and the maps keep the last valid one.
+    let table = s.lab.files().join("table.toml");
+    let valid = std::fs::read_to_string(&table).expect("table");
+    std::fs::write(&table, format!("{valid}\n[[vm]]\nname = \"Bad Name\"\nmac = \"x\"\nvm_config = \"c\"\nip = \"192.168.128.22\"\nports = [443]\n")).expect("write");
+    assert!(
+        svc.wait_log("table refused", Duration::from_secs(5)),
+        "{}",
+        svc.log()
+    );
+    let maps = BackendMaps::open(&pin_dir(s.lab.pin_root())).expect("maps");
+    assert!(
+        maps.vms.get(&ip_be(s.lab.vm.ip), 0).is_ok(),
+        "last valid table still enforced"
+    );
+}
+
+#[test]
+fn kill_9_keeps_enforcement_and_a_restart_adopts_it() {
+    let s = setup("");
+    let svc = BackendService::start(&s.lab, &s.config).expect("service");
+    let ids = link_ids(&s);
+    let life = Duration::from_secs(60);
+    let _proxy = Listener::start(&s.lab.backend.ns, PUBLIC_PORT, life).expect("listen");
+    let _other = Listener::start(&s.lab.backend.ns, 2222, life).expect("listen");
+    svc.kill9();
+    let public = &s.lab.public.ns;
+    assert!(
+        !tcp_connects(public, BACKEND_PUBLIC_IP, 2222, SHORT).expect("probe"),
+        "enforcement gone after kill -9"
+    );
+    assert!(tcp_connects(public, BACKEND_PUBLIC_IP, PUBLIC_PORT, LONG).expect("probe"));
+    // A change while the service is down is picked up by the restart.
+    let out = s.lab.table(
+        &s.config,
+        &[
+            "add",
+            "--name",
+            "late",
+            "--mac",
+            "02:00:00:00:02:01",
+            "--vm-config",
+            "c",
+            "--ip",
+            "192.168.128.25",
+        ],
+    );
+    assert!(out.status.success());
+    let svc = BackendService::start(&s.lab, &s.config).expect("restart");
+    assert!(svc.log().contains("Adopted"), "{}", svc.log());
+    assert_eq!(
+        link_ids(&s),
+        ids,
+        "restart must adopt the links, not replace them"
+    );
+    let _ = wait_in_map(&s, std::net::Ipv4Addr::new(192, 168, 128, 25), true);
+    // SIGTERM: exits 0 and leaves the programs attached.
+    let status = svc.terminate().expect("service exits on SIGTERM");
+    assert!(status.success(), "{status}");
+    assert!(!tcp_connects(public, BACKEND_PUBLIC_IP, 2222, SHORT).expect("probe"));
+    let out = s.lab.backend_cmd(&s.config, &["detach"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!pin_dir(s.lab.pin_root()).exists());
+    assert!(
+        tcp_connects(public, BACKEND_PUBLIC_IP, 2222, LONG).expect("probe"),
+        "after detach the listener is reachable: the drop was the program's"
+    );
+}
+
+#[test]
+fn dnsmasq_rereads_the_hosts_file_after_a_change() {
+    require_privileges();
+    assert!(
+        appvm_lab::sys::which("dnsmasq").is_some(),
+        "dnsmasq not installed (cargo xtask setup installs dnsmasq-base)"
+    );
+    let pre = setup("");
+    let pid_file = pre.lab.files().join("dnsmasq.pid");
+    let log = pre.lab.files().join("dnsmasq.log");
+    let hosts = pre.lab.files().join("secure-hosts");
+    let config = pre
+        .lab
+        .backend_config(&format!("dnsmasq_pid_file = \"{}\"\n", pid_file.display()));
+    let s = Setup {
+        lab: pre.lab,
+        config,
+    };
+    let mut dnsmasq = s
+        .lab
+        .backend
+        .ns
+        .command("dnsmasq")
+        .args([
+            "--keep-in-foreground",
+            "--port=0",
+            "--bind-interfaces",
+            "--interface",
+            SEC_IF,
+            "--dhcp-range=192.168.128.100,192.168.128.150,1h",
+        ])
+        .arg(format!("--dhcp-hostsfile={}", hosts.display()))
+        .arg(format!("--pid-file={}", pid_file.display()))
+        .arg(format!("--log-facility={}", log.display()))
+        .spawn()
+        .expect("dnsmasq");
+    let read_count = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("read ")
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !pid_file.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let svc = BackendService::start(&s.lab, &s.config).expect("service");
+    assert!(
+        svc.wait_log("sent SIGHUP to dnsmasq", Duration::from_secs(5)),
+        "{}",
+        svc.log()
+    );
+    let before = read_count();
+    let out = s.lab.table(
+        &s.config,
+        &[
+            "add",
+            "--name",
+            "second",
+            "--mac",
+            "02:00:00:00:02:02",
+            "--vm-config",
+            "c",
+        ],
+    );
+    assert!(out.status.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while read_count() <= before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(dnsmasq.kill());
+    drop(dnsmasq.wait());
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        read_count() > before,
+        "dnsmasq did not re-read the hosts file: {text}"
+    );
+}
