@@ -119,3 +119,56 @@ pub fn format(cases: &[Case], repeat: u32) -> String {
     );
     out
 }
+
+/// Full sync of an `n`-entry table into freshly pinned backend maps, then
+/// one change; returns (full sync, one change) in microseconds.
+pub fn sync(n: usize) -> Result<(u128, u128), String> {
+    use appvm::{
+        backend::{
+            maps::{BackendMaps, map_pin},
+            sync::Syncer,
+        },
+        object, pinning,
+        table::{Table, TableEntry},
+    };
+    use appvm_common::pins::backend as pins;
+
+    let dir = std::path::PathBuf::from(format!("/sys/fs/bpf/appvm-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let result = (|| {
+        let ebpf = object::open().map_err(|e| e.to_string())?;
+        let names: Vec<(&'static str, String)> =
+            pins::MAPS.iter().map(|&m| (m, map_pin(m))).collect();
+        let list: Vec<(&'static str, &str)> = names.iter().map(|(m, p)| (*m, p.as_str())).collect();
+        pinning::pin_maps(&ebpf, &dir, &list).map_err(|e| e.to_string())?;
+        let maps = BackendMaps::open(&dir).map_err(|e| e.to_string())?;
+        let mut syncer = Syncer::default();
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e.to_string())?;
+        let mut table = Table {
+            vms: (0..n)
+                .map(|i| TableEntry {
+                    name: format!("vm{i}"),
+                    mac: format!(
+                        "02:00:00:{:02x}:{:02x}:{:02x}",
+                        (i >> 16) & 0xff,
+                        (i >> 8) & 0xff,
+                        i & 0xff
+                    ),
+                    vm_config: "bench".into(),
+                    ip: Ipv4Addr::from(0x0a00_0000_u32 + i as u32 + 1),
+                    ports: vec![443],
+                })
+                .collect(),
+        };
+        let full = syncer
+            .sync(&maps, &table, cpus)
+            .map_err(|e| e.to_string())?;
+        table.vms.pop();
+        let one = syncer
+            .sync(&maps, &table, cpus)
+            .map_err(|e| e.to_string())?;
+        Ok((full.micros, one.micros))
+    })();
+    drop(std::fs::remove_dir_all(&dir));
+    result
+}

@@ -1,15 +1,22 @@
-//! The VM-guard scenario: every flow the lab tries, what it expects, what
-//! happened and which counter moved. Shared by the end-to-end test and
-//! `cargo xtask demo`.
+//! The lab scenario: the VM guard and the backend enforcer together; every
+//! flow the lab tries, what it expects, what happened and which counter
+//! moved. Shared by the end-to-end test and `cargo xtask demo`.
 
 use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 
-use appvm::counters::read_vm_pinned;
+use appvm::{
+    backend::{attach::pin_dir, maps::BackendMaps},
+    counters::read_vm_pinned,
+};
+
+use std::net::Ipv4Addr;
 
 use crate::{
     frames::{self, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IP_MF, IPPROTO_TCP},
     lab::{APP_PORT, Host, Lab, SEC_IF},
+    lab::{BACKEND_PUBLIC_IP, PUBLIC_PORT},
     probe::{Listener, Sniffer, send_frames, tcp_connects},
+    service::BackendService,
 };
 
 /// Whether traffic got to its destination.
@@ -60,12 +67,23 @@ const BLOCKED_TIMEOUT: Duration = Duration::from_millis(800);
 const REACH_TIMEOUT: Duration = Duration::from_secs(3);
 const RAW_FRAMES: u64 = 3;
 
+/// Every counter of the VM guard and the backend programs that are pinned
+/// (their reason names are distinct).
 fn counters(lab: &Lab) -> Result<BTreeMap<&'static str, u64>, String> {
-    Ok(read_vm_pinned(&lab.vm_counters_path())
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|rc| (rc.reason.name(), rc.counter.packets))
-        .collect())
+    let mut all = BTreeMap::new();
+    if lab.vm_counters_path().exists() {
+        for rc in read_vm_pinned(&lab.vm_counters_path()).map_err(|e| e.to_string())? {
+            all.insert(rc.reason.name(), rc.counter.packets);
+        }
+    }
+    let backend = pin_dir(lab.pin_root());
+    if backend.exists() {
+        let maps = BackendMaps::open(&backend).map_err(|e| e.to_string())?;
+        for (reason, c) in maps.reason_counts().map_err(|e| e.to_string())? {
+            all.insert(reason.name(), c.packets);
+        }
+    }
+    Ok(all)
 }
 
 struct Recorder<'a> {
@@ -115,14 +133,26 @@ impl Recorder<'_> {
         expected: Reach,
         counter: &'static str,
     ) -> Result<(), String> {
+        self.tcp_to(from, to.role, to.ip, port, expected, counter)
+    }
+
+    fn tcp_to(
+        &mut self,
+        from: &Host,
+        to_role: &str,
+        to_ip: Ipv4Addr,
+        port: u16,
+        expected: Reach,
+        counter: &'static str,
+    ) -> Result<(), String> {
         let timeout = if expected == Reach::Reaches {
             REACH_TIMEOUT
         } else {
             BLOCKED_TIMEOUT
         };
-        let (ns, ip) = (&from.ns, to.ip);
+        let (ns, ip) = (&from.ns, to_ip);
         self.flow(
-            format!("{} -> {}:{port}/tcp", from.role, to.role),
+            format!("{} -> {to_role}:{port}/tcp", from.role),
             expected,
             counter,
             None,
@@ -144,15 +174,26 @@ impl Recorder<'_> {
         frames: Vec<Vec<u8>>,
         counter: &'static str,
     ) -> Result<(), String> {
+        self.raw_to(&self.lab.vm, what, frames, counter)
+    }
+
+    /// Raw frames from the rogue on the secure network, watched for at `to`.
+    fn raw_to(
+        &mut self,
+        to: &Host,
+        what: &str,
+        frames: Vec<Vec<u8>>,
+        counter: &'static str,
+    ) -> Result<(), String> {
         let lab = self.lab;
         let sent = frames.clone();
         self.flow(
-            format!("rogue -> vm: {what}"),
+            format!("rogue -> {}: {what}", to.role),
             Reach::Blocked,
             counter,
             Some(sent.len() as u64),
             || {
-                let sniffer = Sniffer::start(&lab.vm.ns, SEC_IF, Duration::from_secs(5))?;
+                let sniffer = Sniffer::start(&to.ns, SEC_IF, Duration::from_secs(5))?;
                 send_frames(&lab.rogue.ns, SEC_IF, frames)?;
                 std::thread::sleep(Duration::from_millis(150));
                 let seen = sniffer.finish();
@@ -169,14 +210,30 @@ impl Recorder<'_> {
     }
 }
 
-/// What the VM-guard scenario saw.
+/// What the lab scenario saw.
 #[derive(Debug)]
-pub struct VmGuardRun {
+pub struct LabRun {
     pub rows: Vec<FlowRow>,
     /// `appvm vm status` just before detach, as printed.
     pub status_text: String,
     /// `appvm vm status --json` just before detach.
     pub status_json: serde_json::Value,
+    /// `appvm backend status` before the backend is detached.
+    pub backend_status_text: String,
+    pub backend_status_json: serde_json::Value,
+}
+
+fn backend_ok(lab: &Lab, config: &std::path::Path, args: &[&str]) -> Result<String, String> {
+    let out = lab.backend_cmd(config, args);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "appvm backend {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
 
 fn appvm_ok(lab: &Lab, host: &Host, args: &[&str]) -> Result<String, String> {
@@ -192,9 +249,10 @@ fn appvm_ok(lab: &Lab, host: &Host, args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// Attaches the guard in the VM with the `appvm` binary, tries every flow,
-/// detaches, and proves the rogue gets in once the guard is gone.
-pub fn run_vm_guard(lab: &Lab) -> Result<VmGuardRun, String> {
+/// Attaches the guard in the VM with the `appvm` binary, puts the VM in the
+/// backend's table and starts `appvm backend run`, tries every flow, then
+/// detaches both and proves the rogue gets in once the guard is gone.
+pub fn run_lab(lab: &Lab) -> Result<LabRun, String> {
     let (backend, vm, rogue) = (&lab.backend, &lab.vm, &lab.rogue);
     let backend_ip = backend.ip.to_string();
     let backend_mac = appvm::vm::config::format_mac(backend.mac);
@@ -223,6 +281,34 @@ pub fn run_vm_guard(lab: &Lab) -> Result<VmGuardRun, String> {
     let _backend_svc = Listener::start(&backend.ns, 8080, life)?;
     let _rogue_svc = Listener::start(&rogue.ns, 8080, life)?;
 
+    // The backend: the VM in the table, the service running.
+    let config = lab.backend_config("");
+    let vm_mac = appvm::vm::config::format_mac(vm.mac);
+    let out = lab.table(
+        &config,
+        &[
+            "add",
+            "--name",
+            "redcap",
+            "--mac",
+            &vm_mac,
+            "--vm-config",
+            "lab",
+            "--ip",
+            &vm.ip.to_string(),
+        ],
+    );
+    if !out.status.success() {
+        return Err(format!(
+            "appvm table add: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let service = BackendService::start(lab, &config)?;
+    let _proxy = Listener::start(&backend.ns, PUBLIC_PORT, life)?;
+    let _backend_other = Listener::start(&backend.ns, 2222, life)?;
+    let _client_svc = Listener::start(&lab.public.ns, 8080, life)?;
+
     let mut r = Recorder {
         lab,
         rows: Vec::new(),
@@ -244,7 +330,62 @@ pub fn run_vm_guard(lab: &Lab) -> Result<VmGuardRun, String> {
     )?;
     r.tcp(vm, rogue, 8080, Reach::Blocked, "out_drop_denied")?;
 
+    r.tcp_to(
+        &lab.public,
+        "backend",
+        BACKEND_PUBLIC_IP,
+        PUBLIC_PORT,
+        Reach::Reaches,
+        "pub_in_pass_public_port",
+    )?;
+    r.tcp_to(
+        &lab.public,
+        "backend",
+        BACKEND_PUBLIC_IP,
+        2222,
+        Reach::Blocked,
+        "pub_in_drop_port_closed",
+    )?;
+    r.tcp(
+        backend,
+        &lab.public,
+        8080,
+        Reach::Reaches,
+        "pub_in_pass_reply",
+    )?;
     let n = RAW_FRAMES as usize;
+    let to_backend =
+        |src_ip, sport| frames::tcp_syn(rogue.mac, backend.mac, src_ip, backend.ip, sport, 8080);
+    r.raw_to(
+        backend,
+        "SYN spoofing the vm's IP",
+        (0..n)
+            .map(|i| to_backend(vm.ip, 43000 + i as u16))
+            .collect(),
+        "sec_in_drop_spoofed_vm_ip",
+    )?;
+    r.raw_to(
+        backend,
+        "SYN spoofing the backend's IP",
+        (0..n)
+            .map(|i| to_backend(backend.ip, 44000 + i as u16))
+            .collect(),
+        "sec_in_drop_spoofed_backend_ip",
+    )?;
+    // Unicast to the backend, so the bridge does not flood it to the VM too.
+    let claim = frames::ethernet(
+        backend.mac,
+        rogue.mac,
+        frames::ETH_P_ARP,
+        &frames::arp(2, rogue.mac, vm.ip, backend.mac, backend.ip),
+    );
+    r.raw_to(
+        backend,
+        "ARP claiming the vm's IP",
+        vec![claim; n],
+        "sec_in_drop_arp_spoof",
+    )?;
+
     let syn = |src_ip, sport| frames::tcp_syn(rogue.mac, vm.mac, src_ip, vm.ip, sport, APP_PORT);
     let arp = frames::arp(1, rogue.mac, rogue.ip, [0; 6], vm.ip);
     r.raw(
@@ -335,7 +476,7 @@ pub fn run_vm_guard(lab: &Lab) -> Result<VmGuardRun, String> {
         rogue.mac,
         frames::BROADCAST_MAC,
         rogue.ip,
-        std::net::Ipv4Addr::BROADCAST,
+        Ipv4Addr::BROADCAST,
         67,
         68,
         &[0; 240],
@@ -349,6 +490,14 @@ pub fn run_vm_guard(lab: &Lab) -> Result<VmGuardRun, String> {
         &["vm", "status", "--iface", SEC_IF, "--json"],
     )?)
     .map_err(|e| format!("appvm vm status --json: {e}"))?;
+    let backend_status_text = backend_ok(lab, &config, &["status"])?;
+    let backend_status_json =
+        serde_json::from_str(&backend_ok(lab, &config, &["status", "--json"])?)
+            .map_err(|e| format!("appvm backend status --json: {e}"))?;
+    if !service.terminate().is_some_and(|s| s.success()) {
+        return Err("appvm backend run did not exit cleanly on SIGTERM".into());
+    }
+    backend_ok(lab, &config, &["detach"])?;
     appvm_ok(lab, vm, &["vm", "detach", "--iface", SEC_IF])?;
     let connected = tcp_connects(&rogue.ns, vm.ip, APP_PORT, REACH_TIMEOUT)?;
     r.rows.push(FlowRow {
@@ -366,10 +515,12 @@ pub fn run_vm_guard(lab: &Lab) -> Result<VmGuardRun, String> {
         moved: Vec::new(),
     });
     drop(app);
-    Ok(VmGuardRun {
+    Ok(LabRun {
         rows: r.rows,
         status_text,
         status_json,
+        backend_status_text,
+        backend_status_json,
     })
 }
 

@@ -70,7 +70,10 @@ fn main() -> Result<()> {
             cmd::cargo(&["build", "--release", "--workspace", "--bins"])?;
             let mut bench = std::process::Command::new(cmd::target_dir().join("release/appvm-lab"));
             bench.args(["micro", &repeat.to_string(), &runs.to_string()]);
-            cmd::run(bench)
+            cmd::run(bench)?;
+            let mut sync = std::process::Command::new(cmd::target_dir().join("release/appvm-lab"));
+            sync.arg("sync");
+            cmd::run(sync)
         }
         Task::Lint => {
             cmd::cargo(&["fmt", "--all", "--check"])?;

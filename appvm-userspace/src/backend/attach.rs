@@ -15,7 +15,7 @@ use aya::{EbpfError, maps::MapError, programs::TcAttachType};
 use super::{
     config::{BackendConfig, BackendConfigError},
     maps::{BackendMapError, BackendMaps, map_pin},
-    sync::{SyncError, SyncReport, sync},
+    sync::{SyncError, SyncReport, Syncer},
 };
 use crate::{
     bpffs::{self, BpffsError},
@@ -98,7 +98,7 @@ pub fn ensure_attached(
     root: &Path,
     table: &Table,
     cpus: usize,
-) -> Result<(Attached, BackendMaps, SyncReport), BackendAttachError> {
+) -> Result<(Attached, BackendMaps, Syncer, SyncReport), BackendAttachError> {
     let policy = cfg.to_policy()?;
     let (public, secure) = ifaces(cfg)?;
     let public_index = netdev::ifindex(&public)?;
@@ -118,8 +118,9 @@ pub fn ensure_attached(
     if maps.policy.active()? != policy {
         maps.policy.install(&policy)?;
     }
-    let report = sync(&mut maps, table, cpus)?;
-    Ok((state, maps, report))
+    let mut syncer = Syncer::adopt(&maps)?;
+    let report = syncer.sync(&maps, table, cpus)?;
+    Ok((state, maps, syncer, report))
 }
 
 fn check_pins(
@@ -175,7 +176,7 @@ fn attach_fresh(
     // Policy and table are in the maps before any program sees a packet.
     let mut maps = BackendMaps::open(staging)?;
     maps.policy.install(policy)?;
-    sync(&mut maps, table, cpus)?;
+    Syncer::default().sync(&maps, table, cpus)?;
     pinning::attach_tcx(
         &mut ebpf,
         staging,

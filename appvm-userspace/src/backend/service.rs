@@ -17,7 +17,7 @@ use super::{
     attach::{BackendAttachError, ensure_attached},
     config::{BackendConfig, BackendConfigError},
     maps::BackendMaps,
-    sync::sync,
+    sync::Syncer,
     watch::FileWatch,
 };
 use crate::table::{Table, TableError, store};
@@ -68,6 +68,7 @@ fn reload_dnsmasq(cfg: &BackendConfig) {
 struct Service {
     cfg: BackendConfig,
     maps: BackendMaps,
+    syncer: Syncer,
     table: Table,
     cpus: usize,
 }
@@ -82,10 +83,17 @@ impl Service {
                 return;
             }
         };
-        if table == self.table && why != "periodic" {
+        if why == "periodic" {
+            // Re-read the kernel maps: whatever changed them behind our
+            // back is put right by the sync below.
+            match Syncer::adopt(&self.maps) {
+                Ok(s) => self.syncer = s,
+                Err(e) => tracing::error!(error = %e, "cannot re-read the VM map"),
+            }
+        } else if table == self.table {
             return;
         }
-        match sync(&mut self.maps, &table, self.cpus) {
+        match self.syncer.sync(&self.maps, &table, self.cpus) {
             Ok(r) => tracing::info!(
                 why,
                 entries = r.entries,
@@ -115,7 +123,7 @@ pub async fn run(config: &Path, root: &Path) -> Result<(), ServiceError> {
     let cfg = BackendConfig::load(config)?;
     let table = store::load_valid(&cfg)?;
     let cpus = aya::util::nr_cpus().map_err(|(_, e)| ServiceError::Cpus(e))?;
-    let (state, maps, report) = ensure_attached(&cfg, root, &table, cpus)?;
+    let (state, maps, syncer, report) = ensure_attached(&cfg, root, &table, cpus)?;
     tracing::info!(
         ?state,
         entries = report.entries,
@@ -139,6 +147,7 @@ pub async fn run(config: &Path, root: &Path) -> Result<(), ServiceError> {
     let mut service = Service {
         cfg,
         maps,
+        syncer,
         table,
         cpus,
     };

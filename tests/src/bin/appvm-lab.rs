@@ -16,8 +16,11 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         None | Some("demo") => demo(),
         Some("micro") => micro(&args[1..]),
+        Some("sync") => sync(&args[1..]),
         Some(other) => {
-            eprintln!("appvm-lab: unknown command {other:?} (demo | micro [REPEAT] [RUNS])");
+            eprintln!(
+                "appvm-lab: unknown command {other:?} (demo | micro [REPEAT] [RUNS] | sync [N]...)"
+            );
             ExitCode::from(2)
         }
     }
@@ -48,6 +51,32 @@ fn micro(args: &[String]) -> ExitCode {
     }
 }
 
+fn sync(args: &[String]) -> ExitCode {
+    let sizes: Vec<usize> = if args.is_empty() {
+        vec![1_000, 10_000, 65_536]
+    } else {
+        args.iter().filter_map(|a| a.parse().ok()).collect()
+    };
+    println!(
+        "{:>8} {:>16} {:>16}",
+        "entries", "full sync (ms)", "one change (ms)"
+    );
+    for n in sizes {
+        match appvm_lab::micro::sync(n) {
+            Ok((full, one)) => println!(
+                "{n:>8} {:>16.2} {:>16.3}",
+                full as f64 / 1000.0,
+                one as f64 / 1000.0
+            ),
+            Err(e) => {
+                eprintln!("appvm-lab: sync benchmark failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 fn demo() -> ExitCode {
     let lab = match Lab::new() {
         Ok(lab) => lab,
@@ -66,11 +95,21 @@ fn demo() -> ExitCode {
         lab.rogue.ns.name()
     );
     println!(
-        "guard: appvm vm attach --iface {SEC_IF} --backend-ip {} --backend-mac {} --app-port 443 (inside vm)\n",
+        "public: client {} on the internet side, backend {}:{} (the proxy's port)",
+        lab.public.ip,
+        appvm_lab::lab::BACKEND_PUBLIC_IP,
+        appvm_lab::lab::PUBLIC_PORT
+    );
+    println!(
+        "guard: appvm vm attach --iface {SEC_IF} --backend-ip {} --backend-mac {} --app-port 443 (inside vm)",
         lab.backend.ip,
         appvm::vm::config::format_mac(lab.backend.mac)
     );
-    let run = match scenario::run_vm_guard(&lab) {
+    println!(
+        "backend: appvm table add --name redcap --mac {} ...; appvm backend run (pool 192.168.128.16/28)\n",
+        appvm::vm::config::format_mac(lab.vm.mac)
+    );
+    let run = match scenario::run_lab(&lab) {
         Ok(run) => run,
         Err(e) => {
             eprintln!("appvm-lab: scenario failed: {e}");
@@ -78,7 +117,14 @@ fn demo() -> ExitCode {
         }
     };
     print!("{}", scenario::format_table(&run.rows));
-    println!("\nappvm vm status (before detach):\n{}", run.status_text);
+    println!(
+        "\nappvm vm status (inside vm, before detach):\n{}",
+        run.status_text
+    );
+    println!(
+        "appvm backend status (on the backend, before detach):\n{}",
+        run.backend_status_text
+    );
     let bad = run.rows.iter().filter(|r| !r.ok()).count();
     drop(lab);
     println!("lab removed (namespaces and pins)");
