@@ -6,12 +6,14 @@
 pub mod backend;
 pub mod batch;
 pub mod bpffs;
+pub mod cert;
 pub mod counters;
 pub mod link_info;
 pub mod netdev;
 pub mod object;
 pub mod pinning;
 pub mod policy_slots;
+pub mod render;
 pub mod table;
 pub mod toml_error;
 pub mod vm;

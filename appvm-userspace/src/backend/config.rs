@@ -53,6 +53,60 @@ const fn default_flow_timeout() -> u64 {
 fn default_ports() -> Vec<u16> {
     vec![443]
 }
+fn default_vm_domain() -> String {
+    "app.internal".into()
+}
+fn default_trust_dir() -> PathBuf {
+    PathBuf::from("/etc/appvm/trust")
+}
+fn default_public_paths() -> Vec<String> {
+    vec!["/surveys/".into(), "/redcap_v*/Resources/".into()]
+}
+
+/// The external pathway: the public name Nginx serves and the VM behind it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalConfig {
+    /// The external DNS name (its certificate is `cert`/`key`).
+    pub name: String,
+    /// The table entry of the application VM behind it.
+    pub vm: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// URL path prefixes the public internet may reach (`*` matches within
+    /// one path segment). The secure network reaches everything.
+    #[serde(default = "default_public_paths")]
+    pub public_paths: Vec<String>,
+}
+
+/// Where Nginx's files are, and how to reload it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NginxConfig {
+    /// The file appvm renders (included by the main config).
+    pub site: PathBuf,
+    /// The main config, for `nginx -t -c` and reloads.
+    pub main: PathBuf,
+    /// The running master's pid file.
+    pub pid_file: PathBuf,
+    /// Its error log: a reload with a broken config logs `[emerg]` there.
+    pub error_log: Option<PathBuf>,
+}
+
+/// Where dnsmasq's files are.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DnsmasqConfig {
+    /// The configuration appvm renders.
+    pub conf: PathBuf,
+    /// Extra hosts file (`addn-hosts`): re-read on SIGHUP, unlike
+    /// `host-record=`. Holds the external name -> backend IP and VM names.
+    pub addn_hosts: PathBuf,
+    /// DHCP range outside the pool, `first,last`; default: from the
+    /// address after the pool to the end of the secure network.
+    pub dhcp_range: Option<String>,
+    pub lease_file: Option<PathBuf>,
+}
 
 /// The backend configuration, as written in TOML.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -86,6 +140,15 @@ pub struct BackendConfig {
     /// Ports a table entry opens when `appvm table add` names none.
     #[serde(default = "default_ports")]
     pub default_ports: Vec<u16>,
+    /// VMs' DNS names are `<name>.<vm_domain>` (their certificates name it).
+    #[serde(default = "default_vm_domain")]
+    pub vm_domain: String,
+    /// Registered VM certificates, `<name>.crt`.
+    #[serde(default = "default_trust_dir")]
+    pub trust_dir: PathBuf,
+    pub external: Option<ExternalConfig>,
+    pub nginx: Option<NginxConfig>,
+    pub dnsmasq: Option<DnsmasqConfig>,
 }
 
 impl BackendConfig {
@@ -154,7 +217,34 @@ impl BackendConfig {
         if self.default_ports.contains(&0) {
             return Err(invalid("default_ports", 0, "port is not 1-65535"));
         }
+        let dns_ok = |n: &str| {
+            !n.is_empty() && n.len() <= 253 && n.split('.').all(crate::table::entry::is_dns_label)
+        };
+        if !dns_ok(&self.vm_domain) {
+            return Err(invalid("vm_domain", &self.vm_domain, "not a DNS name"));
+        }
+        if let Some(ext) = &self.external {
+            if !dns_ok(&ext.name) {
+                return Err(invalid("external.name", &ext.name, "not a DNS name"));
+            }
+            if let Some(p) = ext
+                .public_paths
+                .iter()
+                .find(|p| !crate::render::nginx::valid_public_path(p))
+            {
+                return Err(invalid(
+                    "external.public_paths",
+                    p,
+                    "not a path prefix like /surveys/ (letters, digits, . _ - / and *)",
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The DNS name of the application VM `name`.
+    pub fn vm_dns_name(&self, name: &str) -> String {
+        format!("{name}.{}", self.vm_domain)
     }
 
     /// Whether `ip` may be given to an application VM: in the pool, and not

@@ -20,7 +20,10 @@ use super::{
     sync::Syncer,
     watch::FileWatch,
 };
-use crate::table::{Table, TableError, store};
+use crate::{
+    render::apply::{apply, signal_dnsmasq},
+    table::{Table, TableError, store},
+};
 
 /// Resync even without an inotify event, in case one was missed.
 const PERIODIC_RESYNC: Duration = Duration::from_secs(30);
@@ -42,27 +45,6 @@ pub enum ServiceError {
     Cpus(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
-}
-
-/// Sends SIGHUP to the dnsmasq named by the pid file, if configured.
-fn reload_dnsmasq(cfg: &BackendConfig) {
-    let Some(pid_file) = &cfg.dnsmasq_pid_file else {
-        return;
-    };
-    let pid = std::fs::read_to_string(pid_file)
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok())
-        .filter(|&p| p > 0);
-    match pid {
-        // SAFETY: plain kill(2).
-        Some(pid) if unsafe { libc::kill(pid, libc::SIGHUP) } == 0 => {
-            tracing::info!(pid, "sent SIGHUP to dnsmasq");
-        }
-        Some(pid) => {
-            tracing::error!(pid, error = %std::io::Error::last_os_error(), "cannot signal dnsmasq")
-        }
-        None => tracing::error!(pid_file = %pid_file.display(), "no dnsmasq pid in pid file"),
-    }
 }
 
 struct Service {
@@ -108,12 +90,33 @@ impl Service {
                 return;
             }
         }
-        let table_changed = table != self.table;
+        let changed = table != self.table;
         self.table = table;
-        match store::write_hosts(&self.cfg, &self.table) {
-            Ok(_) if table_changed => reload_dnsmasq(&self.cfg),
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "cannot render hosts file"),
+        render(&self.cfg, &self.table, changed);
+    }
+}
+
+/// Renders the hosts files and the Nginx site; errors are logged (the
+/// previous files stay in force). dnsmasq gets SIGHUP when the table
+/// changed even if `appvm table` already rewrote the hosts file.
+fn render(cfg: &BackendConfig, table: &Table, table_changed: bool) {
+    match apply(cfg, table) {
+        Ok(a) => {
+            if table_changed && !(a.hosts || a.addn_hosts) {
+                signal_dnsmasq(cfg);
+            }
+            tracing::info!(
+                hosts = a.hosts,
+                addn_hosts = a.addn_hosts,
+                nginx = a.nginx,
+                "configuration rendered"
+            );
+        }
+        Err(e) => {
+            if table_changed {
+                signal_dnsmasq(cfg);
+            }
+            tracing::error!(error = %e, "cannot render configuration");
         }
     }
 }
@@ -132,10 +135,8 @@ pub async fn run(config: &Path, root: &Path) -> Result<(), ServiceError> {
         micros = report.micros as u64,
         "backend programs attached; maps synced to table"
     );
-    if let Err(e) = store::write_hosts(&cfg, &table) {
-        tracing::error!(error = %e, "cannot render hosts file");
-    }
-    reload_dnsmasq(&cfg);
+    // dnsmasq may have started before us with an older file.
+    render(&cfg, &table, true);
     let mut watch = FileWatch::new(&cfg.table).map_err(|source| ServiceError::Watch {
         path: cfg.table.clone(),
         source,

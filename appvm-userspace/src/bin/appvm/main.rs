@@ -1,7 +1,9 @@
 //! `appvm`: attach and inspect appvm's kernel guards.
 
 mod backend;
+mod cert;
 mod exit;
+mod render;
 mod table;
 mod vm;
 
@@ -31,6 +33,10 @@ enum Command {
     Table(table::TableArgs),
     /// The backend host service and its programs.
     Backend(backend::BackendArgs),
+    /// Certificates of the external pathway (VM controller and backend).
+    Cert(cert::CertArgs),
+    /// Render the Nginx and dnsmasq configuration from the config and table.
+    Render(render::RenderArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +66,8 @@ fn main() -> ExitCode {
         Command::Vm(cmd) => vm::run(cmd, &cli.pin_root),
         Command::Table(args) => table::run(args),
         Command::Backend(args) => backend::run(args, &cli.pin_root),
+        Command::Cert(args) => cert::run(args),
+        Command::Render(args) => render::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
