@@ -29,7 +29,7 @@ fn backend_public_egress(ctx: TcContext) -> i32 {
         // Best effort: an unreadable packet is simply not tracked.
         let _ = ctx.pull_data(want);
     }
-    let frame = Frame::new(ctx.data(), ctx.data_end());
+    let frame = Frame::skb(ctx.data(), ctx.data_end(), ctx.len() as usize);
     let key = active().and_then(|policy| outbound_flow(&frame, policy));
     let reason = match key {
         Some(key) => {

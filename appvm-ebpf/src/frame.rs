@@ -3,22 +3,48 @@
 use core::mem::size_of;
 
 /// Packet bytes between `start` and `end` (kernel packet pointers).
+///
+/// A tc program sees only the skb's linear part between the pointers; the
+/// packet on the wire can be longer (paged data, GSO). `wire_len` is that
+/// full length, which the IPv4 length checks compare against.
 #[derive(Clone, Copy)]
 pub(crate) struct Frame {
     start: usize,
     end: usize,
+    wire_len: usize,
 }
 
 impl Frame {
+    /// An XDP frame: all of it is between the pointers.
     #[inline(always)]
     pub(crate) const fn new(start: usize, end: usize) -> Self {
-        Self { start, end }
+        Self {
+            start,
+            end,
+            wire_len: end - start,
+        }
     }
 
-    /// Bytes in the frame.
+    /// An skb whose full length is `wire_len`.
+    #[inline(always)]
+    pub(crate) const fn skb(start: usize, end: usize, wire_len: usize) -> Self {
+        Self {
+            start,
+            end,
+            wire_len,
+        }
+    }
+
+    /// Readable bytes (the linear part).
     #[inline(always)]
     pub(crate) const fn len(&self) -> usize {
         self.end - self.start
+    }
+
+    /// The packet's full length.
+    #[inline(always)]
+    pub(crate) const fn wire_len(&self) -> usize {
+        self.wire_len
     }
 
     /// Whether `len` bytes starting at `offset` are inside the frame.

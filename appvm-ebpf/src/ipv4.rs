@@ -54,7 +54,7 @@ impl Ipv4 {
                 .ok_or(Ipv4Error::Truncated)?,
         );
         // Ethernet may pad a frame beyond the datagram, never cut it short.
-        if total_len < hdr_len || ETH_HLEN + total_len > frame.len() {
+        if total_len < hdr_len || ETH_HLEN + total_len > frame.wire_len() {
             return Err(Ipv4Error::Malformed);
         }
         let frag = frame

@@ -26,7 +26,7 @@ impl Ipv6 {
         }
         let first: u8 = frame.read(ETH_HLEN).ok_or(Ipv6Error::Truncated)?;
         let payload = usize::from(frame.be16(ETH_HLEN + 4).ok_or(Ipv6Error::Truncated)?);
-        if first >> 4 != 6 || ETH_HLEN + IPV6_HLEN + payload > frame.len() {
+        if first >> 4 != 6 || ETH_HLEN + IPV6_HLEN + payload > frame.wire_len() {
             return Err(Ipv6Error::Malformed);
         }
         Ok(Self {

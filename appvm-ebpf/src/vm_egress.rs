@@ -54,7 +54,7 @@ fn linear_frame(ctx: &TcContext) -> Option<Frame> {
     if have < want as usize && ctx.pull_data(want).is_err() {
         return None;
     }
-    Some(Frame::new(ctx.data(), ctx.data_end()))
+    Some(Frame::skb(ctx.data(), ctx.data_end(), ctx.len() as usize))
 }
 
 #[inline(always)]

@@ -61,6 +61,16 @@ const fn mac(last: u8) -> [u8; 6] {
 impl Lab {
     /// Builds the topology. On error, whatever was created is removed.
     pub fn new() -> Result<Self, String> {
+        Self::build(false)
+    }
+
+    /// Like [`Self::new`], but the VM's interface gets no address: the VM
+    /// asks the lab's dnsmasq for it by DHCP.
+    pub fn with_dhcp_vm() -> Result<Self, String> {
+        Self::build(true)
+    }
+
+    fn build(vm_dhcp: bool) -> Result<Self, String> {
         let lan = Netns::new("lan")?;
         lan.ip(&[
             "link",
@@ -103,7 +113,9 @@ impl Lab {
                 "address",
                 &appvm::vm::config::format_mac(m),
             ])?;
-            ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", SEC_IF])?;
+            if !(vm_dhcp && role == "vm") {
+                ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", SEC_IF])?;
+            }
             ns.ip(&["link", "set", SEC_IF, "multicast", "off", "up"])?;
             Ok(Host {
                 role,

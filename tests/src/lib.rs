@@ -6,10 +6,12 @@
 //! namespaces and a pin root of its own, and is removed on drop, also when a
 //! test panics.
 
+pub mod daemon;
 pub mod frames;
 pub mod lab;
 pub mod micro;
 pub mod netns;
+pub mod pathway;
 pub mod probe;
 pub mod scenario;
 pub mod service;

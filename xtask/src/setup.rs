@@ -19,7 +19,15 @@ const BPF_LINKER_BUILD: &[&str] = &[
     "libpolly-22-dev",
 ];
 /// Tools the lab and the tests run.
-const LAB_TOOLS: &[&str] = &["iproute2", "util-linux", "procps", "dnsmasq-base"];
+const LAB_TOOLS: &[&str] = &[
+    "iproute2",
+    "util-linux",
+    "procps",
+    "dnsmasq-base",
+    "nginx-light",
+    "busybox-static",
+    "curl",
+];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 pub(crate) fn run() -> Result<()> {

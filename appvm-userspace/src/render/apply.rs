@@ -61,6 +61,26 @@ pub fn apply(cfg: &BackendConfig, table: &Table) -> Result<Applied, RenderError>
     Ok(applied)
 }
 
+/// dnsmasq's part of [`apply`]: the hosts file and `addn-hosts`, then
+/// SIGHUP if either changed.
+pub fn apply_dns(cfg: &BackendConfig, table: &Table) -> Result<Applied, RenderError> {
+    let mut applied = Applied {
+        hosts: store::write_hosts(cfg, table).map_err(|e| RenderError::Io {
+            path: cfg.hosts_file.display().to_string(),
+            why: e.to_string(),
+        })?,
+        ..Applied::default()
+    };
+    if let Some(d) = &cfg.dnsmasq {
+        applied.addn_hosts =
+            write_if_changed(&d.addn_hosts, &dnsmasq::render_addn_hosts(cfg, table))?;
+    }
+    if applied.hosts || applied.addn_hosts {
+        signal_dnsmasq(cfg);
+    }
+    Ok(applied)
+}
+
 /// Sends SIGHUP to dnsmasq (pid file from the config), logging the outcome.
 pub fn signal_dnsmasq(cfg: &BackendConfig) {
     let Some(pid_file) = &cfg.dnsmasq_pid_file else {
@@ -74,7 +94,9 @@ pub fn signal_dnsmasq(cfg: &BackendConfig) {
         Some(pid) => {
             tracing::error!(pid, error = %std::io::Error::last_os_error(), "cannot signal dnsmasq")
         }
-        None => tracing::error!(pid_file = %pid_file.display(), "no dnsmasq pid in pid file"),
+        None => {
+            tracing::warn!(pid_file = %pid_file.display(), "dnsmasq not running (no pid in its pid file)")
+        }
     }
 }
 

@@ -81,7 +81,8 @@ pub fn status(root: &Path, iface: Option<&str>) -> Result<Vec<VmStatus>, StatusE
     };
     let mut names: Vec<String> = entries
         .filter_map(Result::ok)
-        .filter(|e| e.path().is_dir())
+        // Guard directories only (the backend's pins may share the root).
+        .filter(|e| e.path().join(vm::PIN_MAP_POLICY).exists())
         .filter_map(|e| super::iface_of_pin_dir(&e.file_name().to_string_lossy()))
         .collect();
     names.sort();

@@ -127,12 +127,87 @@ fn demo() -> ExitCode {
     );
     let bad = run.rows.iter().filter(|r| !r.ok()).count();
     drop(lab);
-    println!("lab removed (namespaces and pins)");
-    if bad == 0 {
-        println!("all {} flows as expected", run.rows.len());
+    println!("lab removed (namespaces and pins)\n");
+    let (checks, bad_checks) = match pathway() {
+        Ok(checks) => {
+            let bad = checks.iter().filter(|c| !c.ok()).count();
+            (checks.len(), bad)
+        }
+        Err(e) => {
+            eprintln!("appvm-lab: external pathway failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if bad == 0 && bad_checks == 0 {
+        println!(
+            "all {} flows and {checks} pathway checks as expected",
+            run.rows.len()
+        );
         ExitCode::SUCCESS
     } else {
-        eprintln!("{bad} flow(s) differ from the expectation");
+        eprintln!("{bad} flow(s) and {bad_checks} pathway check(s) differ from the expectation");
         ExitCode::FAILURE
     }
+}
+
+/// The external pathway with real Nginx, dnsmasq and DHCP; prints its
+/// checks and the counters they moved.
+fn pathway() -> Result<Vec<appvm_lab::pathway::Check>, String> {
+    use appvm_lab::pathway::{EXTERNAL_NAME, Pathway, format_checks};
+    println!(
+        "external pathway: https://{EXTERNAL_NAME}:{} on the backend (Nginx, dnsmasq, appvm backend run);",
+        appvm_lab::lab::PUBLIC_PORT
+    );
+    println!(
+        "the vm boots: appvm vm attach, then DHCP (busybox udhcpc), then HTTPS on :443 with its appvm cert issue certificate\n"
+    );
+    let mut p = Pathway::start()?;
+    let checks = p.checks()?;
+    print!("{}", format_checks(&checks));
+    // The counters that moved, from the `--json` outputs.
+    let moved = |out: std::process::Output,
+                 pick: &dyn Fn(&serde_json::Value) -> serde_json::Value|
+     -> String {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        pick(&v)
+            .as_array()
+            .map(|cs| {
+                cs.iter()
+                    .filter(|c| c["packets"].as_u64().unwrap_or(0) > 0)
+                    .map(|c| {
+                        format!(
+                            "  {:<34} {:>8} packets {:>10} bytes",
+                            c["reason"].as_str().unwrap_or("?"),
+                            c["packets"].as_u64().unwrap_or(0),
+                            c["bytes"].as_u64().unwrap_or(0)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    };
+    let vm = moved(p.lab.appvm(&p.lab.vm, &["vm", "status", "--json"]), &|v| {
+        v[0]["counters"].clone()
+    });
+    let backend = p.lab.backend_cmd(&p.config, &["status", "--json"]);
+    let per_vm: serde_json::Value = serde_json::from_slice(&backend.stdout).unwrap_or_default();
+    let backend = moved(backend, &|v| v["counters"].clone());
+    println!("\nguard counters that moved (appvm vm status --json):\n{vm}");
+    println!("backend counters that moved (appvm backend status --json):\n{backend}");
+    for v in per_vm["vms"].as_array().into_iter().flatten() {
+        println!(
+            "  vm {} {}: {} packets, {} spoofed",
+            v["name"].as_str().unwrap_or("?"),
+            v["ip"].as_str().unwrap_or("?"),
+            v["packets"],
+            v["spoofed_packets"]
+        );
+    }
+    if !checks.iter().all(appvm_lab::pathway::Check::ok) {
+        eprintln!("{}", p.logs());
+    }
+    drop(p);
+    println!("pathway removed (servers, namespaces, pins)\n");
+    Ok(checks)
 }

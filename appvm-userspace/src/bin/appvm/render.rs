@@ -79,7 +79,7 @@ pub(crate) fn run(args: RenderArgs) -> Result<(), CliError> {
         }
         RenderCommand::Dnsmasq { write: true } => {
             let changed = apply::install_dnsmasq_conf(&cfg).map_err(failed)?;
-            let applied = apply::apply(&cfg, &table);
+            let applied = apply::apply_dns(&cfg, &table);
             let d = cfg
                 .dnsmasq
                 .as_ref()
