@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod backend_reason;
 pub mod counter;
+pub mod event;
 pub mod pins;
 pub mod policy;
 pub mod reason;

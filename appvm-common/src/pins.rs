@@ -8,6 +8,31 @@ pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/appvm";
 /// Environment variable that overrides the pin root.
 pub const PIN_ROOT_ENV: &str = "APPVM_PIN_ROOT";
 
+/// Drop-event maps, shared by every program of one loaded object and
+/// pinned beside the programs' other maps.
+pub mod events {
+    /// `RingBuf` of `DropEvent`s.
+    pub const MAP_EVENTS: &str = "EVENTS";
+    /// `Array<EventConfig>`, one entry.
+    pub const MAP_EVENT_CONFIG: &str = "EVENT_CONFIG";
+    /// `PerCpuArray<TokenBucket>`, one entry.
+    pub const MAP_EVENT_BUCKET: &str = "EVENT_BUCKET";
+    /// `PerCpuArray<u64>` indexed by `EVENT_STAT_*`.
+    pub const MAP_EVENT_STATS: &str = "EVENT_STATS";
+    /// Pin names (VM guard: `<root>/<iface>/`, backend: `<root>/backend/`).
+    pub const PIN_EVENTS: &str = "map_events";
+    pub const PIN_EVENT_CONFIG: &str = "map_event_config";
+    pub const PIN_EVENT_BUCKET: &str = "map_event_bucket";
+    pub const PIN_EVENT_STATS: &str = "map_event_stats";
+    /// (map, pin) pairs.
+    pub const MAPS: &[(&str, &str)] = &[
+        (MAP_EVENTS, PIN_EVENTS),
+        (MAP_EVENT_CONFIG, PIN_EVENT_CONFIG),
+        (MAP_EVENT_BUCKET, PIN_EVENT_BUCKET),
+        (MAP_EVENT_STATS, PIN_EVENT_STATS),
+    ];
+}
+
 /// The VM guard's programs and maps, by name in the eBPF object.
 pub mod vm {
     /// XDP program on the secure interface's ingress.

@@ -13,9 +13,12 @@ use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
 };
 
+use appvm_common::event::EventProgram;
+
 use crate::{
     backend_maps::{BACKEND_FLOWS, active},
     count::count_backend,
+    events,
     flow::{key_v4, key_v6},
     frame::Frame,
     headers::*,
@@ -41,6 +44,12 @@ fn backend_public(ctx: XdpContext) -> u32 {
     if reason.passes() {
         xdp_action::XDP_PASS
     } else {
+        events::dropped(
+            EventProgram::BackendPublic,
+            reason.index(),
+            ctx.ingress_ifindex() as u32,
+            &frame,
+        );
         xdp_action::XDP_DROP
     }
 }

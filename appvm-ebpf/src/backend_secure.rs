@@ -5,9 +5,12 @@
 use appvm_common::{BackendReason, backend::BackendPolicy};
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
+use appvm_common::event::EventProgram;
+
 use crate::{
     backend_maps::{BACKEND_VM_TRAFFIC, BACKEND_VMS, active},
     count::count_backend,
+    events,
     frame::Frame,
     headers::*,
     ipv4::{Ipv4, Ipv4Error},
@@ -28,6 +31,12 @@ fn backend_secure(ctx: XdpContext) -> u32 {
     if reason.passes() {
         xdp_action::XDP_PASS
     } else {
+        events::dropped(
+            EventProgram::BackendSecure,
+            reason.index(),
+            ctx.ingress_ifindex() as u32,
+            &frame,
+        );
         xdp_action::XDP_DROP
     }
 }

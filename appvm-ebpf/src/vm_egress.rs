@@ -10,8 +10,11 @@ use aya_ebpf::{
     programs::TcContext,
 };
 
+use appvm_common::event::EventProgram;
+
 use crate::{
     count::count,
+    events,
     frame::Frame,
     headers::*,
     ipv4::{Ipv4, Ipv4Error, port_be},
@@ -41,6 +44,10 @@ fn vm_egress(ctx: TcContext) -> i32 {
         // Let later tcx programs decide too; this one runs first.
         TC_ACT_UNSPEC
     } else {
+        // SAFETY: `skb` is the context pointer the kernel passed in.
+        let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+        let frame = Frame::skb(ctx.data(), ctx.data_end(), ctx.len() as usize);
+        events::dropped(EventProgram::VmEgress, reason.index(), ifindex, &frame);
         TC_ACT_SHOT
     }
 }

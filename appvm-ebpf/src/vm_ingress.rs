@@ -9,8 +9,11 @@ use appvm_common::{
 };
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
+use appvm_common::event::EventProgram;
+
 use crate::{
     count::count,
+    events,
     frame::Frame,
     headers::*,
     ipv4::{Ipv4, Ipv4Error, port_be},
@@ -28,6 +31,12 @@ fn vm_ingress(ctx: XdpContext) -> u32 {
     if reason.passes() {
         xdp_action::XDP_PASS
     } else {
+        events::dropped(
+            EventProgram::VmIngress,
+            reason.index(),
+            ctx.ingress_ifindex() as u32,
+            &frame,
+        );
         xdp_action::XDP_DROP
     }
 }

@@ -12,7 +12,9 @@ use aya_ebpf::{
     programs::TcContext,
 };
 
-use crate::count::count;
+use appvm_common::event::EventProgram;
+
+use crate::{count::count, events, frame::Frame};
 
 #[classifier]
 fn vm_ingress_vlan(ctx: TcContext) -> i32 {
@@ -20,6 +22,15 @@ fn vm_ingress_vlan(ctx: TcContext) -> i32 {
     let vlan_present = unsafe { (*ctx.skb.skb).vlan_present };
     if vlan_present != 0 {
         count(VmReason::InVlanOffloaded, u64::from(ctx.len()));
+        // SAFETY: `skb` is the context pointer the kernel passed in.
+        let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+        let frame = Frame::skb(ctx.data(), ctx.data_end(), ctx.len() as usize);
+        events::dropped(
+            EventProgram::VmIngressVlan,
+            VmReason::InVlanOffloaded.index(),
+            ifindex,
+            &frame,
+        );
         TC_ACT_SHOT
     } else {
         TC_ACT_UNSPEC

@@ -173,6 +173,7 @@ fn attach_fresh(
     let names: Vec<(&'static str, String)> = pins::MAPS.iter().map(|&m| (m, map_pin(m))).collect();
     let map_pins: Vec<(&'static str, &str)> = names.iter().map(|(m, p)| (*m, p.as_str())).collect();
     pinning::pin_maps(&ebpf, staging, &map_pins)?;
+    pinning::pin_maps(&ebpf, staging, appvm_common::pins::events::MAPS)?;
     // Policy and table are in the maps before any program sees a packet.
     let mut maps = BackendMaps::open(staging)?;
     maps.policy.install(policy)?;

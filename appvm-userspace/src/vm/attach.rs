@@ -121,6 +121,7 @@ fn attach_fresh(staging: &Path, cfg: &VmGuardConfig, policy: &VmPolicy) -> Resul
             (vm::MAP_COUNTERS, vm::PIN_MAP_COUNTERS),
         ],
     )?;
+    pinning::pin_maps(&ebpf, staging, appvm_common::pins::events::MAPS)?;
     // The policy is in force before any program sees a packet.
     open_policy(staging)?.install(policy)?;
     let iface = cfg.iface.as_str();

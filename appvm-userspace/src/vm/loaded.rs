@@ -1,15 +1,18 @@
 //! The guard's programs loaded but not attached, with its maps at hand: for
 //! `BPF_PROG_TEST_RUN` (verdict tests, fuzzing, benchmarks).
 
-use appvm_common::{Counter, VmPolicy, VmReason, pins::vm};
+use appvm_common::{
+    Counter, VmPolicy, VmReason,
+    pins::{events as ev, vm},
+};
 use aya::{
     Ebpf, EbpfError,
-    maps::{Array, MapData, MapError, PerCpuArray},
+    maps::{Array, MapData, MapError, PerCpuArray, RingBuf},
     programs::{ProgramError, SchedClassifier, TestRun as _, TestRunOptions, Xdp},
 };
 
 use crate::policy_slots::PolicyMaps;
-use crate::{counters, object};
+use crate::{counters, events::PinnedEvents, object};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadedError {
@@ -39,6 +42,8 @@ pub struct LoadedGuard {
     ebpf: Ebpf,
     pub policy: PolicyMaps<MapData>,
     counters: PerCpuArray<MapData, Counter>,
+    /// The drop-event maps.
+    pub events: PinnedEvents,
 }
 
 impl std::fmt::Debug for LoadedGuard {
@@ -61,6 +66,11 @@ impl LoadedGuard {
             slot: Array::try_from(take(vm::MAP_POLICY_SLOT)?)?,
         };
         let counters = PerCpuArray::try_from(take(vm::MAP_COUNTERS)?)?;
+        let events = PinnedEvents {
+            ring: RingBuf::try_from(take(ev::MAP_EVENTS)?)?,
+            stats: PerCpuArray::try_from(take(ev::MAP_EVENT_STATS)?)?,
+            config: Array::try_from(take(ev::MAP_EVENT_CONFIG)?)?,
+        };
         for name in [vm::PROG_INGRESS, object::PROG_XDP_PASS_FLOOR] {
             let xdp: &mut Xdp = ebpf
                 .program_mut(name)
@@ -81,6 +91,7 @@ impl LoadedGuard {
             ebpf,
             policy,
             counters,
+            events,
         })
     }
 

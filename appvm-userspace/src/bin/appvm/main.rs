@@ -2,6 +2,7 @@
 
 mod backend;
 mod cert;
+mod events;
 mod exit;
 mod render;
 mod table;
@@ -37,6 +38,10 @@ enum Command {
     Cert(cert::CertArgs),
     /// Render the Nginx and dnsmasq configuration from the config and table.
     Render(render::RenderArgs),
+    /// Drop events (rate-limited in the kernel) from every guard and the backend.
+    ///
+    /// Example: appvm events --follow --json
+    Events(events::EventsArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +73,7 @@ fn main() -> ExitCode {
         Command::Backend(args) => backend::run(args, &cli.pin_root),
         Command::Cert(args) => cert::run(args),
         Command::Render(args) => render::run(args),
+        Command::Events(args) => events::run(args, &cli.pin_root),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
