@@ -15,6 +15,7 @@ pub mod object;
 pub mod pinning;
 pub mod policy_slots;
 pub mod render;
+pub mod stats;
 pub mod table;
 pub mod toml_error;
 pub mod vm;

@@ -21,6 +21,11 @@ static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0)
 impl BackendService {
     /// Starts the service and waits (at most 15 s) until it follows the table.
     pub fn start(lab: &Lab, config: &Path) -> Result<Self, String> {
+        Self::start_with(lab, config, &[])
+    }
+
+    /// [`Self::start`] with extra `appvm backend run` arguments.
+    pub fn start_with(lab: &Lab, config: &Path, extra: &[&str]) -> Result<Self, String> {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = lab.files().join(format!("backend-{n}.log"));
         let file = fs::File::create(&log).map_err(|e| e.to_string())?;
@@ -30,6 +35,7 @@ impl BackendService {
             .command(appvm_bin())
             .args(["backend", "run", "--config"])
             .arg(config)
+            .args(extra)
             .env("APPVM_PIN_ROOT", lab.pin_root())
             .env("APPVM_LOG", "info")
             .env("NO_COLOR", "1")

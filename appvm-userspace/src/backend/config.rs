@@ -146,6 +146,8 @@ pub struct BackendConfig {
     /// Registered VM certificates, `<name>.crt`.
     #[serde(default = "default_trust_dir")]
     pub trust_dir: PathBuf,
+    /// Drop events of the backend programs as JSON lines (`-`: stdout).
+    pub audit_log: Option<PathBuf>,
     pub external: Option<ExternalConfig>,
     pub nginx: Option<NginxConfig>,
     pub dnsmasq: Option<DnsmasqConfig>,

@@ -4,6 +4,7 @@ pub mod attach;
 pub mod config;
 pub mod loaded;
 pub mod maps;
+pub mod metrics;
 pub mod policy;
 pub mod service;
 pub mod status;

@@ -7,20 +7,28 @@
 //! is refused and the maps keep the last valid one.
 
 use std::{
+    io::Write,
+    net::SocketAddr,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::{
+    net::TcpListener,
+    signal::unix::{SignalKind, signal},
+};
 
 use super::{
-    attach::{BackendAttachError, ensure_attached},
+    attach::{BackendAttachError, ensure_attached, pin_dir},
+    metrics::{self, MetricsState, SyncFigures},
     config::{BackendConfig, BackendConfigError},
     maps::BackendMaps,
     sync::Syncer,
     watch::FileWatch,
 };
 use crate::{
+    events::PinnedEvents,
     render::apply::{apply, signal_dnsmasq},
     table::{Table, TableError, store},
 };
@@ -45,6 +53,8 @@ pub enum ServiceError {
     Cpus(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("cannot listen for /metrics on {addr}: {source}")]
+    Metrics { addr: SocketAddr, source: std::io::Error },
 }
 
 struct Service {
@@ -53,6 +63,11 @@ struct Service {
     syncer: Syncer,
     table: Table,
     cpus: usize,
+    /// Shared with the metrics endpoint.
+    shared_table: Arc<Mutex<Table>>,
+    sync: Arc<Mutex<SyncFigures>>,
+    events: Option<PinnedEvents>,
+    audit: Option<Box<dyn Write + Send>>,
 }
 
 impl Service {
@@ -76,7 +91,13 @@ impl Service {
             return;
         }
         match self.syncer.sync(&self.maps, &table, self.cpus) {
-            Ok(r) => tracing::info!(
+            Ok(r) => {
+                if let Ok(mut f) = self.sync.lock() {
+                    f.last_sync_seconds = r.micros as f64 / 1e6;
+                    f.last_sync_unix = unix_now();
+                    f.syncs += 1;
+                }
+                tracing::info!(
                 why,
                 entries = r.entries,
                 added = r.added,
@@ -84,16 +105,58 @@ impl Service {
                 removed = r.removed,
                 micros = r.micros as u64,
                 "maps synced to table"
-            ),
+                );
+            }
             Err(e) => {
                 tracing::error!(error = %e, "sync failed; will retry");
                 return;
             }
         }
         let changed = table != self.table;
+        if let Ok(mut shared) = self.shared_table.lock() {
+            shared.clone_from(&table);
+        }
         self.table = table;
         render(&self.cfg, &self.table, changed);
     }
+}
+
+impl Service {
+    /// Writes the backend programs' drop events as JSON audit lines.
+    fn audit(&mut self) {
+        let (Some(events), Some(out)) = (&mut self.events, &mut self.audit) else { return };
+        for e in events.drain() {
+            tracing::debug!(target: "appvm::audit", reason = e.reason, src = ?e.src_ip, "drop");
+            match serde_json::to_string(&e) {
+                Ok(line) => {
+                    if let Err(err) = writeln!(out, "{line}") {
+                        tracing::error!(error = %err, "cannot write the audit log");
+                    }
+                }
+                Err(err) => tracing::error!(error = %err, "cannot encode an event"),
+            }
+        }
+        drop(out.flush());
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Opens the audit log (`-` is stdout), appending.
+fn open_audit(path: &Path) -> Result<Box<dyn Write + Send>, ServiceError> {
+    if path == Path::new("-") {
+        return Ok(Box::new(std::io::stdout()));
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| ServiceError::Watch { path: path.to_path_buf(), source })?;
+    Ok(Box::new(f))
 }
 
 /// Renders the hosts files and the Nginx site; errors are logged (the
@@ -121,8 +184,15 @@ fn render(cfg: &BackendConfig, table: &Table, table_changed: bool) {
     }
 }
 
+/// Options of `appvm backend run` beyond the config file.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ServiceOptions {
+    /// Serve `/metrics` here.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
 /// Runs until SIGTERM or SIGINT.
-pub async fn run(config: &Path, root: &Path) -> Result<(), ServiceError> {
+pub async fn run(config: &Path, root: &Path, opts: ServiceOptions) -> Result<(), ServiceError> {
     let cfg = BackendConfig::load(config)?;
     let table = store::load_valid(&cfg)?;
     let cpus = aya::util::nr_cpus().map_err(|(_, e)| ServiceError::Cpus(e))?;
@@ -145,12 +215,38 @@ pub async fn run(config: &Path, root: &Path) -> Result<(), ServiceError> {
     let mut int = signal(SignalKind::interrupt()).map_err(ServiceError::Signals)?;
     let mut periodic = tokio::time::interval(PERIODIC_RESYNC);
     periodic.tick().await;
+    let shared_table = Arc::new(Mutex::new(table.clone()));
+    let sync_figures = Arc::new(Mutex::new(SyncFigures {
+        last_sync_seconds: report.micros as f64 / 1e6,
+        last_sync_unix: unix_now(),
+        syncs: 1,
+    }));
+    let _metrics = match opts.metrics_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServiceError::Metrics { addr, source })?;
+            tracing::info!(%addr, "serving /metrics");
+            Some(tokio::spawn(metrics::serve(
+                listener,
+                MetricsState { root: root.to_path_buf(), table: Arc::clone(&shared_table), sync: Arc::clone(&sync_figures) },
+            )))
+        }
+        None => None,
+    };
+    let audit = cfg.audit_log.as_deref().map(open_audit).transpose()?;
+    let events = if audit.is_some() { PinnedEvents::open(&pin_dir(root)).ok() } else { None };
+    let mut audit_tick = tokio::time::interval(Duration::from_millis(250));
     let mut service = Service {
         cfg,
         maps,
         syncer,
         table,
         cpus,
+        shared_table,
+        sync: sync_figures,
+        events,
+        audit,
     };
     tracing::info!("following {}", service.cfg.table.display());
     loop {
@@ -163,10 +259,12 @@ pub async fn run(config: &Path, root: &Path) -> Result<(), ServiceError> {
                 service.resync("table changed");
             }
             _ = periodic.tick() => service.resync("periodic"),
+            _ = audit_tick.tick() => service.audit(),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
+    service.audit();
     tracing::info!("exiting; the backend programs stay attached and enforcing");
     Ok(())
 }

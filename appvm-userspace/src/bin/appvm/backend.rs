@@ -25,8 +25,12 @@ pub(crate) enum BackendCommand {
     /// Attach (or adopt) the backend programs and keep their maps equal to
     /// the table until SIGTERM; the programs stay attached after it exits.
     ///
-    /// Example: appvm backend run --config /etc/appvm/backend.toml
-    Run,
+    /// Example: appvm backend run --config /etc/appvm/backend.toml --metrics-listen 127.0.0.1:9100
+    Run {
+        /// Serve Prometheus metrics at http://ADDR/metrics.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
+    },
     /// Remove the backend programs and everything they pinned.
     ///
     /// Example: appvm backend detach
@@ -42,13 +46,13 @@ pub(crate) enum BackendCommand {
 
 pub(crate) fn run(args: BackendArgs, root: &Path) -> Result<(), CliError> {
     match args.command {
-        BackendCommand::Run => {
+        BackendCommand::Run { metrics_listen } => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("cannot start the runtime")?;
             runtime
-                .block_on(service::run(&args.config, root))
+                .block_on(service::run(&args.config, root, service::ServiceOptions { metrics_listen }))
                 .map_err(|e| match e {
                     service::ServiceError::Config(e) => CliError::BadInput(e.to_string()),
                     other => CliError::Failed(other.into()),

@@ -5,6 +5,7 @@ mod cert;
 mod events;
 mod exit;
 mod render;
+mod stats;
 mod table;
 mod vm;
 
@@ -42,6 +43,10 @@ enum Command {
     ///
     /// Example: appvm events --follow --json
     Events(events::EventsArgs),
+    /// Packets and bytes by reason for every attached program (reads the pins).
+    ///
+    /// Example: appvm stats --watch 5
+    Stats(stats::StatsArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +79,7 @@ fn main() -> ExitCode {
         Command::Cert(args) => cert::run(args),
         Command::Render(args) => render::run(args),
         Command::Events(args) => events::run(args, &cli.pin_root),
+        Command::Stats(args) => stats::run(args, &cli.pin_root),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
