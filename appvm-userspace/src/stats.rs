@@ -69,7 +69,9 @@ fn events(dir: &Path) -> Option<EventStats> {
     if !dir.join(PIN_EVENTS).exists() {
         return None;
     }
-    PinnedEvents::open(dir).ok().and_then(|e| read_stats(&e.stats).ok())
+    PinnedEvents::open(dir)
+        .ok()
+        .and_then(|e| read_stats(&e.stats).ok())
 }
 
 const fn program_name(p: BackendProgram) -> &'static str {
@@ -93,7 +95,10 @@ pub fn snapshot(root: &Path, table: Option<&Table>) -> Result<Snapshot, String> 
         })
         .collect();
     let dir = backend_dir(root);
-    let backend = if dir.join(format!("map_{}", bpins::MAP_COUNTERS.to_ascii_lowercase())).exists() {
+    let backend = if dir
+        .join(format!("map_{}", bpins::MAP_COUNTERS.to_ascii_lowercase()))
+        .exists()
+    {
         let maps = BackendMaps::open(&dir).map_err(|e| e.to_string())?;
         let counters = maps
             .reason_counts()
@@ -113,7 +118,10 @@ pub fn snapshot(root: &Path, table: Option<&Table>) -> Result<Snapshot, String> 
             let ip_be = item.map_err(|e| e.to_string())?;
             table_size += 1;
             let ip = Ipv4Addr::from(ip_be.to_ne_bytes());
-            let t = maps.vm_traffic(ip_be).map_err(|e| e.to_string())?.unwrap_or_default();
+            let t = maps
+                .vm_traffic(ip_be)
+                .map_err(|e| e.to_string())?
+                .unwrap_or_default();
             let name = table
                 .and_then(|t| t.vms.iter().find(|e| e.ip == ip))
                 .map_or_else(|| ip.to_string(), |e| e.name.clone());
@@ -127,7 +135,12 @@ pub fn snapshot(root: &Path, table: Option<&Table>) -> Result<Snapshot, String> 
             });
         }
         vms.sort_by(|a, b| a.name.cmp(&b.name));
-        Some(BackendStats { counters, vms, table_size, events: events(&dir) })
+        Some(BackendStats {
+            counters,
+            vms,
+            table_size,
+            events: events(&dir),
+        })
     } else {
         None
     };

@@ -446,12 +446,19 @@ fn parse_metrics(text: &str) -> std::collections::BTreeMap<String, f64> {
         if line.starts_with("# HELP ") || line.is_empty() {
             continue;
         }
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad sample {line:?}"));
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad sample {line:?}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
         let name = series.split('{').next().expect("name");
         assert!(typed.contains(name), "{name} has no TYPE line");
         if let Some(labels) = series.strip_prefix(name) {
-            assert!(labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')), "{line}");
+            assert!(
+                labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                "{line}"
+            );
         }
         samples.insert(series.to_owned(), value);
     }
@@ -462,24 +469,71 @@ fn parse_metrics(text: &str) -> std::collections::BTreeMap<String, f64> {
 fn metrics_stats_and_the_audit_log() {
     let pre = setup("");
     let audit = pre.lab.files().join("audit.jsonl");
-    let config = pre.lab.backend_config(&format!("audit_log = \"{}\"\n", audit.display()));
-    let s = Setup { lab: pre.lab, config };
-    let _svc = BackendService::start_with(&s.lab, &s.config, &["--metrics-listen", "127.0.0.1:9100"]).expect("service");
+    let config = pre
+        .lab
+        .backend_config(&format!("audit_log = \"{}\"\n", audit.display()));
+    let s = Setup {
+        lab: pre.lab,
+        config,
+    };
+    let _svc =
+        BackendService::start_with(&s.lab, &s.config, &["--metrics-listen", "127.0.0.1:9100"])
+            .expect("service");
     let (lab, rogue) = (&s.lab, &s.lab.rogue);
-    let spoof: Vec<Vec<u8>> = (0..4).map(|i| frames::tcp_syn(rogue.mac, lab.backend.mac, lab.vm.ip, lab.backend.ip, 46000 + i, 8080)).collect();
+    let spoof: Vec<Vec<u8>> = (0..4)
+        .map(|i| {
+            frames::tcp_syn(
+                rogue.mac,
+                lab.backend.mac,
+                lab.vm.ip,
+                lab.backend.ip,
+                46000 + i,
+                8080,
+            )
+        })
+        .collect();
     send_frames(&rogue.ns, SEC_IF, spoof).expect("send");
     std::thread::sleep(Duration::from_millis(600));
     // A real HTTP scrape inside the backend's namespace.
-    let out = lab.backend.ns.command("curl").args(["-sS", "--max-time", "5", "http://127.0.0.1:9100/metrics"]).output().expect("curl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = lab
+        .backend
+        .ns
+        .command("curl")
+        .args(["-sS", "--max-time", "5", "http://127.0.0.1:9100/metrics"])
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let m = parse_metrics(&String::from_utf8_lossy(&out.stdout));
     let key = "appvm_packets_total{source=\"backend\",program=\"backend_secure\",reason=\"sec_in_drop_spoofed_vm_ip\",verdict=\"drop\"}";
     assert_eq!(m.get(key), Some(&4.0), "{m:#?}");
-    assert_eq!(m.get("appvm_vm_spoofed_packets_total{vm=\"redcap\",ip=\"192.168.128.20\"}"), Some(&4.0));
+    assert_eq!(
+        m.get("appvm_vm_spoofed_packets_total{vm=\"redcap\",ip=\"192.168.128.20\"}"),
+        Some(&4.0)
+    );
     assert_eq!(m.get("appvm_table_size"), Some(&1.0));
-    assert!(m.get("appvm_last_sync_timestamp_seconds").is_some_and(|t| *t > 1.7e9));
+    assert!(
+        m.get("appvm_last_sync_timestamp_seconds")
+            .is_some_and(|t| *t > 1.7e9)
+    );
     assert!(m.contains_key("appvm_events_total{source=\"backend\",outcome=\"suppressed\"}"));
-    let out = lab.backend.ns.command("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:9100/other"]).output().expect("curl");
+    let out = lab
+        .backend
+        .ns
+        .command("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://127.0.0.1:9100/other",
+        ])
+        .output()
+        .expect("curl");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
     // The audit log: one JSON line per dropped frame (well under the rate limit).
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
@@ -490,19 +544,29 @@ fn metrics_stats_and_the_audit_log() {
         .collect();
     assert_eq!(lines.len(), 4, "{lines:?}");
     assert_eq!(lines[0]["src_ip"], "192.168.128.20");
-    assert_eq!(lines[0]["src_mac"], appvm::vm::config::format_mac(rogue.mac));
+    assert_eq!(
+        lines[0]["src_mac"],
+        appvm::vm::config::format_mac(rogue.mac)
+    );
     assert_eq!(lines[0]["program"], "backend_secure");
     // appvm stats --json reads the same pins.
     let mut cmd = lab.backend.ns.command(appvm_lab::sys::appvm_bin());
-    cmd.args(["stats", "--json"]).env("APPVM_PIN_ROOT", lab.pin_root()).env("APPVM_CONFIG", &s.config);
+    cmd.args(["stats", "--json"])
+        .env("APPVM_PIN_ROOT", lab.pin_root())
+        .env("APPVM_CONFIG", &s.config);
     let out = cmd.output().expect("stats");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(st["backend"]["vms"][0]["name"], "redcap");
     assert_eq!(st["backend"]["vms"][0]["spoofed_packets"], 4);
     assert_eq!(st["backend"]["table_size"], 1);
     let mut cmd = lab.backend.ns.command(appvm_lab::sys::appvm_bin());
-    cmd.args(["stats", "--watch", "1", "--count", "1", "--json"]).env("APPVM_PIN_ROOT", lab.pin_root());
+    cmd.args(["stats", "--watch", "1", "--count", "1", "--json"])
+        .env("APPVM_PIN_ROOT", lab.pin_root());
     let out = cmd.output().expect("watch");
     assert!(out.status.success());
     let _: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON rates object");

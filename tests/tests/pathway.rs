@@ -72,3 +72,73 @@ fn a_rendered_site_nginx_rejects_is_not_installed() {
         .expect("get");
     assert_eq!(code, 200, "still serving the previous config");
 }
+
+#[test]
+fn doctor_passes_on_the_running_pathway_and_names_what_drifted() {
+    require_servers();
+    let mut p = Pathway::start().expect("pathway");
+    let doctor = |p: &Pathway| {
+        p.lab
+            .backend
+            .ns
+            .command(appvm_lab::sys::appvm_bin())
+            .args(["doctor", "--json"])
+            .env("APPVM_CONFIG", &p.config)
+            .env("APPVM_PIN_ROOT", p.lab.pin_root())
+            .output()
+            .expect("doctor")
+    };
+    let out = doctor(&p);
+    let checks: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(out.status.success(), "{checks:#}");
+    let names: Vec<&str> = checks
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|c| c["check"].as_str())
+        .collect();
+    for expected in [
+        "kernel VM table equals the table",
+        "nginx site current",
+        "dnsmasq addn-hosts current",
+        "guard on sec0 attached",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} not checked: {names:?}"
+        );
+    }
+    // The service stops; the table changes behind its back.
+    let service = p.service.take().expect("service");
+    assert!(service.terminate().is_some_and(|s| s.success()));
+    let out = std::process::Command::new(appvm_lab::sys::appvm_bin())
+        .args([
+            "table",
+            "add",
+            "--name",
+            "late",
+            "--mac",
+            "02:00:00:00:03:01",
+            "--vm-config",
+            "c",
+        ])
+        .env("APPVM_CONFIG", &p.config)
+        .output()
+        .expect("table add");
+    assert!(out.status.success());
+    let out = doctor(&p);
+    assert_eq!(out.status.code(), Some(1));
+    let checks: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let failed: Vec<&str> = checks
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|c| c["outcome"] == "fail")
+        .filter_map(|c| c["check"].as_str())
+        .collect();
+    assert!(
+        failed.contains(&"kernel VM table equals the table")
+            && failed.contains(&"dnsmasq addn-hosts current"),
+        "{failed:?}"
+    );
+}

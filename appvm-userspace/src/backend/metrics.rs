@@ -33,27 +33,47 @@ pub struct MetricsState {
 }
 
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// The exposition text for `snap`.
 pub fn render(snap: &Snapshot, sync: SyncFigures) -> String {
     let mut s = String::new();
     let w = &mut s;
-    let _ = writeln!(w, "# HELP appvm_packets_total Packets by program and verdict reason.\n# TYPE appvm_packets_total counter");
+    let _ = writeln!(
+        w,
+        "# HELP appvm_packets_total Packets by program and verdict reason.\n# TYPE appvm_packets_total counter"
+    );
     let mut bytes = String::new();
-    let _ = writeln!(bytes, "# HELP appvm_bytes_total Bytes by program and verdict reason.\n# TYPE appvm_bytes_total counter");
+    let _ = writeln!(
+        bytes,
+        "# HELP appvm_bytes_total Bytes by program and verdict reason.\n# TYPE appvm_bytes_total counter"
+    );
     for g in &snap.guards {
         for c in &g.counters {
-            let program = if c.direction == "ingress" { "vm_ingress" } else { "vm_egress" };
-            let l = format!("source=\"{}\",program=\"{program}\",reason=\"{}\",verdict=\"{}\"", label(&g.iface), c.reason, c.verdict);
+            let program = if c.direction == "ingress" {
+                "vm_ingress"
+            } else {
+                "vm_egress"
+            };
+            let l = format!(
+                "source=\"{}\",program=\"{program}\",reason=\"{}\",verdict=\"{}\"",
+                label(&g.iface),
+                c.reason,
+                c.verdict
+            );
             let _ = writeln!(w, "appvm_packets_total{{{l}}} {}", c.packets);
             let _ = writeln!(bytes, "appvm_bytes_total{{{l}}} {}", c.bytes);
         }
     }
     if let Some(b) = &snap.backend {
         for c in &b.counters {
-            let l = format!("source=\"backend\",program=\"{}\",reason=\"{}\",verdict=\"{}\"", c.program, c.reason, c.verdict);
+            let l = format!(
+                "source=\"backend\",program=\"{}\",reason=\"{}\",verdict=\"{}\"",
+                c.program, c.reason, c.verdict
+            );
             let _ = writeln!(w, "appvm_packets_total{{{l}}} {}", c.packets);
             let _ = writeln!(bytes, "appvm_bytes_total{{{l}}} {}", c.bytes);
         }
@@ -62,9 +82,18 @@ pub fn render(snap: &Snapshot, sync: SyncFigures) -> String {
     let w = &mut s;
     if let Some(b) = &snap.backend {
         for (metric, help) in [
-            ("appvm_vm_packets_total", "Frames from an application VM's IP and pinned MAC."),
-            ("appvm_vm_bytes_total", "Bytes from an application VM's IP and pinned MAC."),
-            ("appvm_vm_spoofed_packets_total", "Frames claiming an application VM's IP from another MAC."),
+            (
+                "appvm_vm_packets_total",
+                "Frames from an application VM's IP and pinned MAC.",
+            ),
+            (
+                "appvm_vm_bytes_total",
+                "Bytes from an application VM's IP and pinned MAC.",
+            ),
+            (
+                "appvm_vm_spoofed_packets_total",
+                "Frames claiming an application VM's IP from another MAC.",
+            ),
         ] {
             let _ = writeln!(w, "# HELP {metric} {help}\n# TYPE {metric} counter");
             for v in &b.vms {
@@ -73,12 +102,24 @@ pub fn render(snap: &Snapshot, sync: SyncFigures) -> String {
                     "appvm_vm_bytes_total" => v.bytes,
                     _ => v.spoofed_packets,
                 };
-                let _ = writeln!(w, "{metric}{{vm=\"{}\",ip=\"{}\"}} {value}", label(&v.name), v.ip);
+                let _ = writeln!(
+                    w,
+                    "{metric}{{vm=\"{}\",ip=\"{}\"}} {value}",
+                    label(&v.name),
+                    v.ip
+                );
             }
         }
-        let _ = writeln!(w, "# HELP appvm_table_size Application VMs in the kernel table.\n# TYPE appvm_table_size gauge\nappvm_table_size {}", b.table_size);
+        let _ = writeln!(
+            w,
+            "# HELP appvm_table_size Application VMs in the kernel table.\n# TYPE appvm_table_size gauge\nappvm_table_size {}",
+            b.table_size
+        );
     }
-    let _ = writeln!(w, "# HELP appvm_events_total Drop events by outcome (sent, suppressed by the rate limit, lost).\n# TYPE appvm_events_total counter");
+    let _ = writeln!(
+        w,
+        "# HELP appvm_events_total Drop events by outcome (sent, suppressed by the rate limit, lost).\n# TYPE appvm_events_total counter"
+    );
     let sources = snap
         .guards
         .iter()
@@ -86,39 +127,70 @@ pub fn render(snap: &Snapshot, sync: SyncFigures) -> String {
         .chain(snap.backend.iter().map(|b| ("backend", b.events)));
     for (source, ev) in sources {
         if let Some(e) = ev {
-            for (outcome, n) in [("sent", e.sent), ("suppressed", e.suppressed), ("lost", e.lost)] {
-                let _ = writeln!(w, "appvm_events_total{{source=\"{}\",outcome=\"{outcome}\"}} {n}", label(source));
+            for (outcome, n) in [
+                ("sent", e.sent),
+                ("suppressed", e.suppressed),
+                ("lost", e.lost),
+            ] {
+                let _ = writeln!(
+                    w,
+                    "appvm_events_total{{source=\"{}\",outcome=\"{outcome}\"}} {n}",
+                    label(source)
+                );
             }
         }
     }
-    let _ = writeln!(w, "# HELP appvm_last_sync_duration_seconds Duration of the last table sync.\n# TYPE appvm_last_sync_duration_seconds gauge\nappvm_last_sync_duration_seconds {}", sync.last_sync_seconds);
-    let _ = writeln!(w, "# HELP appvm_last_sync_timestamp_seconds Unix time of the last table sync.\n# TYPE appvm_last_sync_timestamp_seconds gauge\nappvm_last_sync_timestamp_seconds {}", sync.last_sync_unix);
-    let _ = writeln!(w, "# HELP appvm_syncs_total Table syncs since the service started.\n# TYPE appvm_syncs_total counter\nappvm_syncs_total {}", sync.syncs);
+    let _ = writeln!(
+        w,
+        "# HELP appvm_last_sync_duration_seconds Duration of the last table sync.\n# TYPE appvm_last_sync_duration_seconds gauge\nappvm_last_sync_duration_seconds {}",
+        sync.last_sync_seconds
+    );
+    let _ = writeln!(
+        w,
+        "# HELP appvm_last_sync_timestamp_seconds Unix time of the last table sync.\n# TYPE appvm_last_sync_timestamp_seconds gauge\nappvm_last_sync_timestamp_seconds {}",
+        sync.last_sync_unix
+    );
+    let _ = writeln!(
+        w,
+        "# HELP appvm_syncs_total Table syncs since the service started.\n# TYPE appvm_syncs_total counter\nappvm_syncs_total {}",
+        sync.syncs
+    );
     s
 }
 
 /// Serves `GET /metrics` until the task is dropped.
 pub async fn serve(listener: TcpListener, state: MetricsState) {
     loop {
-        let Ok((mut conn, _)) = listener.accept().await else { continue };
+        let Ok((mut conn, _)) = listener.accept().await else {
+            continue;
+        };
         let state = state.clone();
         tokio::spawn(async move {
             let mut buf = vec![0_u8; 4096];
             let read = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await;
             let Ok(Ok(n)) = read else { return };
             let request = String::from_utf8_lossy(&buf[..n]);
-            let response = if request.starts_with("GET /metrics ") || request.starts_with("GET /metrics?") {
+            let response = if request.starts_with("GET /metrics ")
+                || request.starts_with("GET /metrics?")
+            {
                 let table = state.table.lock().map(|t| t.clone()).unwrap_or_default();
                 let sync = state.sync.lock().map(|s| *s).unwrap_or_default();
                 match crate::stats::snapshot(&state.root, Some(&table)) {
                     Ok(snap) => {
                         let body = render(&snap, sync);
-                        format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
                     }
-                    Err(e) => format!("HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{e}", e.len()),
+                    Err(e) => format!(
+                        "HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{e}",
+                        e.len()
+                    ),
                 }
             } else {
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_owned()
             };
             drop(conn.write_all(response.as_bytes()).await);
         });

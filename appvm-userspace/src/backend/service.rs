@@ -21,9 +21,9 @@ use tokio::{
 
 use super::{
     attach::{BackendAttachError, ensure_attached, pin_dir},
-    metrics::{self, MetricsState, SyncFigures},
     config::{BackendConfig, BackendConfigError},
     maps::BackendMaps,
+    metrics::{self, MetricsState, SyncFigures},
     sync::Syncer,
     watch::FileWatch,
 };
@@ -54,7 +54,10 @@ pub enum ServiceError {
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("cannot listen for /metrics on {addr}: {source}")]
-    Metrics { addr: SocketAddr, source: std::io::Error },
+    Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 struct Service {
@@ -98,13 +101,13 @@ impl Service {
                     f.syncs += 1;
                 }
                 tracing::info!(
-                why,
-                entries = r.entries,
-                added = r.added,
-                changed = r.changed,
-                removed = r.removed,
-                micros = r.micros as u64,
-                "maps synced to table"
+                    why,
+                    entries = r.entries,
+                    added = r.added,
+                    changed = r.changed,
+                    removed = r.removed,
+                    micros = r.micros as u64,
+                    "maps synced to table"
                 );
             }
             Err(e) => {
@@ -124,7 +127,9 @@ impl Service {
 impl Service {
     /// Writes the backend programs' drop events as JSON audit lines.
     fn audit(&mut self) {
-        let (Some(events), Some(out)) = (&mut self.events, &mut self.audit) else { return };
+        let (Some(events), Some(out)) = (&mut self.events, &mut self.audit) else {
+            return;
+        };
         for e in events.drain() {
             tracing::debug!(target: "appvm::audit", reason = e.reason, src = ?e.src_ip, "drop");
             match serde_json::to_string(&e) {
@@ -155,7 +160,10 @@ fn open_audit(path: &Path) -> Result<Box<dyn Write + Send>, ServiceError> {
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|source| ServiceError::Watch { path: path.to_path_buf(), source })?;
+        .map_err(|source| ServiceError::Watch {
+            path: path.to_path_buf(),
+            source,
+        })?;
     Ok(Box::new(f))
 }
 
@@ -229,13 +237,21 @@ pub async fn run(config: &Path, root: &Path, opts: ServiceOptions) -> Result<(),
             tracing::info!(%addr, "serving /metrics");
             Some(tokio::spawn(metrics::serve(
                 listener,
-                MetricsState { root: root.to_path_buf(), table: Arc::clone(&shared_table), sync: Arc::clone(&sync_figures) },
+                MetricsState {
+                    root: root.to_path_buf(),
+                    table: Arc::clone(&shared_table),
+                    sync: Arc::clone(&sync_figures),
+                },
             )))
         }
         None => None,
     };
     let audit = cfg.audit_log.as_deref().map(open_audit).transpose()?;
-    let events = if audit.is_some() { PinnedEvents::open(&pin_dir(root)).ok() } else { None };
+    let events = if audit.is_some() {
+        PinnedEvents::open(&pin_dir(root)).ok()
+    } else {
+        None
+    };
     let mut audit_tick = tokio::time::interval(Duration::from_millis(250));
     let mut service = Service {
         cfg,

@@ -52,7 +52,11 @@ pub(crate) fn run(args: BackendArgs, root: &Path) -> Result<(), CliError> {
                 .build()
                 .context("cannot start the runtime")?;
             runtime
-                .block_on(service::run(&args.config, root, service::ServiceOptions { metrics_listen }))
+                .block_on(service::run(
+                    &args.config,
+                    root,
+                    service::ServiceOptions { metrics_listen },
+                ))
                 .map_err(|e| match e {
                     service::ServiceError::Config(e) => CliError::BadInput(e.to_string()),
                     other => CliError::Failed(other.into()),

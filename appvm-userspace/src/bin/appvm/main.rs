@@ -2,6 +2,7 @@
 
 mod backend;
 mod cert;
+mod doctor;
 mod events;
 mod exit;
 mod render;
@@ -47,6 +48,11 @@ enum Command {
     ///
     /// Example: appvm stats --watch 5
     Stats(stats::StatsArgs),
+    /// Check kernel support, pins, maps against the table, rendered files
+    /// and certificates; exit 1 if anything fails.
+    ///
+    /// Example: appvm doctor
+    Doctor(doctor::DoctorArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +86,7 @@ fn main() -> ExitCode {
         Command::Render(args) => render::run(args),
         Command::Events(args) => events::run(args, &cli.pin_root),
         Command::Stats(args) => stats::run(args, &cli.pin_root),
+        Command::Doctor(args) => doctor::run(args, &cli.pin_root),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

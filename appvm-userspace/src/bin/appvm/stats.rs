@@ -1,7 +1,11 @@
 //! `appvm stats`: packets and bytes by reason for every attached program,
 //! per-VM traffic on the backend; `--watch` prints rates.
 
-use std::{collections::BTreeMap, path::{Path, PathBuf}, time::{Duration, Instant}};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use appvm::{
@@ -30,8 +34,12 @@ pub(crate) struct StatsArgs {
 }
 
 fn take(root: &Path, config: &Path) -> anyhow::Result<Snapshot> {
-    let table = BackendConfig::load(config).ok().and_then(|c| store::load(&c.table).ok());
-    snapshot(root, table.as_ref()).map_err(anyhow::Error::msg).context("cannot read the pinned maps")
+    let table = BackendConfig::load(config)
+        .ok()
+        .and_then(|c| store::load(&c.table).ok());
+    snapshot(root, table.as_ref())
+        .map_err(anyhow::Error::msg)
+        .context("cannot read the pinned maps")
 }
 
 /// Flat (name -> (packets, bytes)) view, for rates.
@@ -48,37 +56,76 @@ fn flat(s: &Snapshot) -> BTreeMap<String, (u64, u64)> {
         }
         for v in &b.vms {
             m.insert(format!("vm {} ({})", v.name, v.ip), (v.packets, v.bytes));
-            m.insert(format!("vm {} ({}) spoofed", v.name, v.ip), (v.spoofed_packets, v.spoofed_bytes));
+            m.insert(
+                format!("vm {} ({}) spoofed", v.name, v.ip),
+                (v.spoofed_packets, v.spoofed_bytes),
+            );
         }
     }
     m
 }
 
 fn print(s: &Snapshot) {
-    let row = |a: &str, b: &str, c: &str, p: u64, by: u64| println!("  {a:<24} {b:<34} {c:<7} {p:>12} {by:>14}");
+    let row = |a: &str, b: &str, c: &str, p: u64, by: u64| {
+        println!("  {a:<24} {b:<34} {c:<7} {p:>12} {by:>14}")
+    };
     for g in &s.guards {
-        println!("guard on {} ({})", g.iface, if g.attached { "attached" } else { "NOT ATTACHED" });
-        println!("  {:<24} {:<34} {:<7} {:>12} {:>14}", "program", "reason", "verdict", "packets", "bytes");
+        println!(
+            "guard on {} ({})",
+            g.iface,
+            if g.attached {
+                "attached"
+            } else {
+                "NOT ATTACHED"
+            }
+        );
+        println!(
+            "  {:<24} {:<34} {:<7} {:>12} {:>14}",
+            "program", "reason", "verdict", "packets", "bytes"
+        );
         for c in &g.counters {
-            let program = if c.direction == "ingress" { "vm_ingress" } else { "vm_egress" };
+            let program = if c.direction == "ingress" {
+                "vm_ingress"
+            } else {
+                "vm_egress"
+            };
             row(program, c.reason, c.verdict, c.packets, c.bytes);
         }
         if let Some(e) = g.events {
-            println!("  drop events: {} sent, {} suppressed by the rate limit, {} lost", e.sent, e.suppressed, e.lost);
+            println!(
+                "  drop events: {} sent, {} suppressed by the rate limit, {} lost",
+                e.sent, e.suppressed, e.lost
+            );
         }
     }
     if let Some(b) = &s.backend {
         println!("backend ({} VMs in the kernel table)", b.table_size);
-        println!("  {:<24} {:<34} {:<7} {:>12} {:>14}", "program", "reason", "verdict", "packets", "bytes");
+        println!(
+            "  {:<24} {:<34} {:<7} {:>12} {:>14}",
+            "program", "reason", "verdict", "packets", "bytes"
+        );
         for c in &b.counters {
             row(c.program, c.reason, c.verdict, c.packets, c.bytes);
         }
-        println!("  {:<24} {:<15} {:>12} {:>14} {:>10}", "vm", "ip", "packets", "bytes", "spoofed");
+        println!(
+            "  {:<24} {:<15} {:>12} {:>14} {:>10}",
+            "vm", "ip", "packets", "bytes", "spoofed"
+        );
         for v in &b.vms {
-            println!("  {:<24} {:<15} {:>12} {:>14} {:>10}", v.name, v.ip.to_string(), v.packets, v.bytes, v.spoofed_packets);
+            println!(
+                "  {:<24} {:<15} {:>12} {:>14} {:>10}",
+                v.name,
+                v.ip.to_string(),
+                v.packets,
+                v.bytes,
+                v.spoofed_packets
+            );
         }
         if let Some(e) = b.events {
-            println!("  drop events: {} sent, {} suppressed by the rate limit, {} lost", e.sent, e.suppressed, e.lost);
+            println!(
+                "  drop events: {} sent, {} suppressed by the rate limit, {} lost",
+                e.sent, e.suppressed, e.lost
+            );
         }
     }
     if s.guards.is_empty() && s.backend.is_none() {
@@ -90,7 +137,10 @@ pub(crate) fn run(args: StatsArgs, root: &Path) -> Result<(), CliError> {
     let first = take(root, &args.config)?;
     let Some(secs) = args.watch else {
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&first).context("encode")?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&first).context("encode")?
+            );
         } else {
             print(&first);
         }
@@ -114,7 +164,12 @@ pub(crate) fn run(args: StatsArgs, root: &Path) -> Result<(), CliError> {
         if args.json {
             let v: BTreeMap<&String, serde_json::Value> = rates
                 .iter()
-                .map(|(k, (pps, bps))| (*k, serde_json::json!({ "packets_per_sec": pps, "bytes_per_sec": bps })))
+                .map(|(k, (pps, bps))| {
+                    (
+                        *k,
+                        serde_json::json!({ "packets_per_sec": pps, "bytes_per_sec": bps }),
+                    )
+                })
                 .collect();
             println!("{}", serde_json::to_string(&v).context("encode")?);
         } else {
