@@ -164,46 +164,35 @@ fn pathway() -> Result<Vec<appvm_lab::pathway::Check>, String> {
     let mut p = Pathway::start()?;
     let checks = p.checks()?;
     print!("{}", format_checks(&checks));
-    // The counters that moved, from the `--json` outputs.
-    let moved = |out: std::process::Output,
-                 pick: &dyn Fn(&serde_json::Value) -> serde_json::Value|
-     -> String {
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        pick(&v)
-            .as_array()
-            .map(|cs| {
-                cs.iter()
-                    .filter(|c| c["packets"].as_u64().unwrap_or(0) > 0)
-                    .map(|c| {
-                        format!(
-                            "  {:<34} {:>8} packets {:>10} bytes",
-                            c["reason"].as_str().unwrap_or("?"),
-                            c["packets"].as_u64().unwrap_or(0),
-                            c["bytes"].as_u64().unwrap_or(0)
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
+    // The rogue tries to pass for the VM: the events and the counters show it.
+    let (lab, rogue) = (&p.lab, &p.lab.rogue);
+    let spoof: Vec<Vec<u8>> = (0..3)
+        .map(|i| {
+            appvm_lab::frames::tcp_syn(
+                rogue.mac,
+                lab.backend.mac,
+                lab.vm.ip,
+                lab.backend.ip,
+                47000 + i,
+                443,
+            )
+        })
+        .collect();
+    appvm_lab::probe::send_frames(&rogue.ns, SEC_IF, spoof)?;
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let on_backend = |args: &[&str]| -> String {
+        let mut cmd = lab.backend.ns.command(appvm_lab::sys::appvm_bin());
+        cmd.args(args)
+            .env("APPVM_PIN_ROOT", lab.pin_root())
+            .env("APPVM_CONFIG", &p.config);
+        cmd.output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
     };
-    let vm = moved(p.lab.appvm(&p.lab.vm, &["vm", "status", "--json"]), &|v| {
-        v[0]["counters"].clone()
-    });
-    let backend = p.lab.backend_cmd(&p.config, &["status", "--json"]);
-    let per_vm: serde_json::Value = serde_json::from_slice(&backend.stdout).unwrap_or_default();
-    let backend = moved(backend, &|v| v["counters"].clone());
-    println!("\nguard counters that moved (appvm vm status --json):\n{vm}");
-    println!("backend counters that moved (appvm backend status --json):\n{backend}");
-    for v in per_vm["vms"].as_array().into_iter().flatten() {
-        println!(
-            "  vm {} {}: {} packets, {} spoofed",
-            v["name"].as_str().unwrap_or("?"),
-            v["ip"].as_str().unwrap_or("?"),
-            v["packets"],
-            v["spoofed_packets"]
-        );
-    }
+    println!("\n$ appvm events   # drop events, rate-limited in the kernel (guard and backend)");
+    print!("{}", on_backend(&["events"]));
+    println!("\n$ appvm stats");
+    print!("{}", on_backend(&["stats"]));
     if !checks.iter().all(appvm_lab::pathway::Check::ok) {
         eprintln!("{}", p.logs());
     }

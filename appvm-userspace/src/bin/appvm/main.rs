@@ -12,13 +12,17 @@ mod vm;
 
 use std::{path::PathBuf, process::ExitCode};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 use crate::exit::CliError;
 
 /// eBPF enforcement for application secure VMs.
+///
+/// Inside a VM: `appvm vm attach` at boot. On the backend: `appvm table`,
+/// `appvm cert register`, `appvm backend run`. Operators: `appvm stats`,
+/// `appvm events`, `appvm doctor`.
 #[derive(Debug, Parser)]
-#[command(name = "appvm", version, about, long_about = None)]
+#[command(name = "appvm", version)]
 struct Cli {
     /// bpffs directory under which programs, links and maps are pinned.
     #[arg(long, global = true, env = "APPVM_PIN_ROOT", default_value = appvm_common::pins::DEFAULT_PIN_ROOT)]
@@ -48,6 +52,14 @@ enum Command {
     ///
     /// Example: appvm stats --watch 5
     Stats(stats::StatsArgs),
+    /// Shell completions for bash, zsh, fish, elvish or powershell.
+    ///
+    /// Example: appvm completions bash > /etc/bash_completion.d/appvm
+    Completions { shell: clap_complete::Shell },
+    /// The manual page (roff) on stdout.
+    ///
+    /// Example: appvm man > /usr/share/man/man8/appvm.8
+    Man,
     /// Check kernel support, pins, maps against the table, rendered files
     /// and certificates; exit 1 if anything fails.
     ///
@@ -87,6 +99,13 @@ fn main() -> ExitCode {
         Command::Events(args) => events::run(args, &cli.pin_root),
         Command::Stats(args) => stats::run(args, &cli.pin_root),
         Command::Doctor(args) => doctor::run(args, &cli.pin_root),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "appvm", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map_err(|e| CliError::Failed(e.into())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
