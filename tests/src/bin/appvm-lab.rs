@@ -181,7 +181,7 @@ fn pathway() -> Result<Vec<appvm_lab::pathway::Check>, String> {
     appvm_lab::probe::send_frames(&rogue.ns, SEC_IF, spoof)?;
     std::thread::sleep(std::time::Duration::from_millis(200));
     let on_backend = |args: &[&str]| -> String {
-        let mut cmd = lab.backend.ns.command(appvm_lab::sys::appvm_bin());
+        let mut cmd = lab.backend.ns.command(sys::appvm_bin());
         cmd.args(args)
             .env("APPVM_PIN_ROOT", lab.pin_root())
             .env("APPVM_CONFIG", &p.config);
