@@ -33,13 +33,22 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-env-changed=APPVM_EBPF_TOOLCHAIN");
+    println!("cargo:rerun-if-env-changed=APPVM_EBPF_DEBUG_LOG");
+    // Per-packet aya-log logging only when asked for (never by default).
+    let debug_log = env::var("APPVM_EBPF_DEBUG_LOG").is_ok_and(|v| v == "1");
+    println!(
+        "cargo:rustc-env=APPVM_EBPF_DEBUG_LOG_BUILT={}",
+        u8::from(debug_log)
+    );
     println!("cargo:rerun-if-env-changed=PATH");
 
     let linker = find_bpf_linker().unwrap_or_else(|| fail("bpf-linker not found"));
     let toolchain = pick_toolchain().unwrap_or_else(|| {
         fail("no Rust compiler with `core` for bpfel-unknown-none (neither rustup nightly with rust-src nor Debian's rustc-web + libstd-rust-web-dev-bpf)")
     });
-    let target_dir = root.join("target").join("ebpf");
+    let target_dir = root
+        .join("target")
+        .join(if debug_log { "ebpf-debug-log" } else { "ebpf" });
     let mut cmd = cargo_for(&toolchain);
     cmd.current_dir(root.join("appvm-ebpf"))
         .args(["build", "--release", "--target", "bpfel-unknown-none"])
@@ -47,6 +56,9 @@ fn main() {
         .arg(&target_dir);
     if matches!(toolchain, Toolchain::Upstream) {
         cmd.args(["-Z", "build-std=core"]);
+    }
+    if debug_log {
+        cmd.args(["--features", "debug-log"]);
     }
     // Clean the outer build's environment: it describes a host build.
     for (key, _) in env::vars_os() {

@@ -41,6 +41,7 @@ fn backend_public(ctx: XdpContext) -> u32 {
         None => BackendReason::PubNoPolicy,
     };
     count_backend(reason, frame.len() as u64);
+    crate::debug_log::verdict!(&ctx, "backend_public", reason);
     if reason.passes() {
         xdp_action::XDP_PASS
     } else {

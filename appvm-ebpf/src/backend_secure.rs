@@ -25,6 +25,7 @@ fn backend_secure(ctx: XdpContext) -> u32 {
         None => (BackendReason::SecNoPolicy, None),
     };
     count_backend(reason, bytes);
+    crate::debug_log::verdict!(&ctx, "backend_secure", reason);
     if let Some(ip) = vm_ip {
         account(ip, reason.passes(), bytes);
     }

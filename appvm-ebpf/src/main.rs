@@ -8,6 +8,7 @@ mod backend_public;
 mod backend_public_egress;
 mod backend_secure;
 mod count;
+mod debug_log;
 mod events;
 mod floor;
 mod flow;

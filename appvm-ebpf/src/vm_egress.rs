@@ -40,6 +40,7 @@ fn vm_egress(ctx: TcContext) -> i32 {
         None => VmReason::OutNoPolicy,
     };
     count(reason, u64::from(ctx.len()));
+    crate::debug_log::verdict!(&ctx, "vm_egress", reason);
     if reason.passes() {
         // Let later tcx programs decide too; this one runs first.
         TC_ACT_UNSPEC

@@ -28,6 +28,7 @@ fn vm_ingress(ctx: XdpContext) -> u32 {
         None => VmReason::InNoPolicy,
     };
     count(reason, frame.len() as u64);
+    crate::debug_log::verdict!(&ctx, "vm_ingress", reason);
     if reason.passes() {
         xdp_action::XDP_PASS
     } else {

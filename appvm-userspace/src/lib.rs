@@ -8,6 +8,7 @@ pub mod batch;
 pub mod bpffs;
 pub mod cert;
 pub mod counters;
+pub mod debug_log;
 pub mod doctor;
 pub mod events;
 pub mod link_info;

@@ -71,6 +71,8 @@ struct Service {
     sync: Arc<Mutex<SyncFigures>>,
     events: Option<PinnedEvents>,
     audit: Option<Box<dyn Write + Send>>,
+    /// The programs' aya-log records (debug-log builds only).
+    kernel_logs: Vec<aya_log::EbpfLogger<crate::debug_log::ToTracing>>,
 }
 
 impl Service {
@@ -127,6 +129,9 @@ impl Service {
 impl Service {
     /// Writes the backend programs' drop events as JSON audit lines.
     fn audit(&mut self) {
+        for logger in &mut self.kernel_logs {
+            logger.flush();
+        }
         let (Some(events), Some(out)) = (&mut self.events, &mut self.audit) else {
             return;
         };
@@ -253,6 +258,12 @@ pub async fn run(config: &Path, root: &Path, opts: ServiceOptions) -> Result<(),
         None
     };
     let mut audit_tick = tokio::time::interval(Duration::from_millis(250));
+    // One logger per program; nothing unless the object was built to log.
+    let kernel_logs = appvm_common::pins::backend::LINK_PINS
+        .iter()
+        .filter_map(|pin| crate::link_info::pinned_link_info(&pin_dir(root).join(pin)).ok())
+        .filter_map(|info| crate::debug_log::init_from_program(info.prog_id))
+        .collect();
     let mut service = Service {
         cfg,
         maps,
@@ -263,6 +274,7 @@ pub async fn run(config: &Path, root: &Path, opts: ServiceOptions) -> Result<(),
         sync: sync_figures,
         events,
         audit,
+        kernel_logs,
     };
     tracing::info!("following {}", service.cfg.table.display());
     loop {

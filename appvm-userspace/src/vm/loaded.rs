@@ -95,6 +95,12 @@ impl LoadedGuard {
         })
     }
 
+    /// A logger for the kernel side's aya-log records; `None` unless the
+    /// object was built with `APPVM_EBPF_DEBUG_LOG=1`.
+    pub fn kernel_logger<T: log::Log>(&mut self, logger: T) -> Option<aya_log::EbpfLogger<T>> {
+        crate::debug_log::init_with(&mut self.ebpf, logger)
+    }
+
     /// Installs `policy` (double-buffered, as on an attached guard).
     pub fn install(&mut self, policy: &VmPolicy) -> Result<(), MapError> {
         self.policy.install(policy).map(drop)
