@@ -8,13 +8,16 @@
 
 pub mod daemon;
 pub mod frames;
+pub mod fuzz;
 pub mod lab;
 pub mod micro;
+pub mod model;
 pub mod netns;
 pub mod pathway;
 pub mod probe;
 pub mod scenario;
 pub mod service;
+pub mod status;
 pub mod sys;
 
 pub use lab::Lab;

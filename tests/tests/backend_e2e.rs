@@ -18,6 +18,7 @@ use appvm_lab::{
     lab::{BACKEND_PUBLIC_IP, PUB_IF, PUBLIC_PORT, SEC_IF},
     probe::{Listener, Sniffer, send_frames, tcp_connects},
     service::BackendService,
+    status::counter,
     sys::require_privileges,
 };
 
@@ -64,16 +65,6 @@ fn status(s: &Setup) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("json")
-}
-
-fn counter(status: &serde_json::Value, reason: &str) -> u64 {
-    status["counters"]
-        .as_array()
-        .expect("counters")
-        .iter()
-        .find(|c| c["reason"] == reason)
-        .and_then(|c| c["packets"].as_u64())
-        .unwrap_or_else(|| panic!("no counter {reason}"))
 }
 
 fn link_ids(s: &Setup) -> Vec<u32> {

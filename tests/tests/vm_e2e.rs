@@ -8,6 +8,7 @@ use appvm_lab::{
     lab::{APP_PORT, SEC_IF},
     probe::{Sniffer, send_frames, tcp_connects},
     scenario::{self, format_table},
+    status::counter,
     sys::require_privileges,
 };
 
@@ -42,16 +43,6 @@ fn status_json(lab: &Lab) -> serde_json::Value {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
     v[0].clone()
-}
-
-fn counter(status: &serde_json::Value, reason: &str) -> u64 {
-    status["counters"]
-        .as_array()
-        .expect("counters")
-        .iter()
-        .find(|c| c["reason"] == reason)
-        .and_then(|c| c["packets"].as_u64())
-        .unwrap_or_else(|| panic!("no counter {reason}"))
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! - `demo`:  setup, build, then the namespace lab
 //! - `lint`:  rustfmt and clippy, warnings as errors
 //! - `bench`: per-packet cost through BPF_PROG_TEST_RUN
+//! - `fuzz`:  differential fuzzing of the VM guard
 
 mod cmd;
 mod setup;
@@ -33,6 +34,14 @@ enum Task {
     Demo,
     /// rustfmt --check and clippy -D warnings on every crate.
     Lint,
+    /// Differential fuzzing of the VM guard against its reference model.
+    Fuzz {
+        /// Frames per program and policy (two of each: 4 x COUNT in all).
+        #[arg(long, default_value_t = 500_000)]
+        count: u64,
+        #[arg(long, default_value_t = 0x00c0_ffee)]
+        seed: u64,
+    },
     /// Per-packet cost of the guard against an XDP_PASS floor (needs root).
     Bench {
         /// Packets per BPF_PROG_TEST_RUN call.
@@ -64,6 +73,13 @@ fn main() -> Result<()> {
             cmd::run(std::process::Command::new(
                 cmd::target_dir().join("debug/appvm-lab"),
             ))
+        }
+        Task::Fuzz { count, seed } => {
+            setup::run()?;
+            cmd::cargo(&["build", "--release", "--workspace", "--bins"])?;
+            let mut fuzz = std::process::Command::new(cmd::target_dir().join("release/appvm-lab"));
+            fuzz.args(["fuzz", &count.to_string(), &seed.to_string()]);
+            cmd::run(fuzz)
         }
         Task::Bench { repeat, runs } => {
             setup::run()?;

@@ -41,20 +41,7 @@ pub struct Applied {
 /// Renders the hosts files and the Nginx site from `table`, installs what
 /// changed, sends dnsmasq SIGHUP and reloads Nginx as needed.
 pub fn apply(cfg: &BackendConfig, table: &Table) -> Result<Applied, RenderError> {
-    let mut applied = Applied {
-        hosts: store::write_hosts(cfg, table).map_err(|e| RenderError::Io {
-            path: cfg.hosts_file.display().to_string(),
-            why: e.to_string(),
-        })?,
-        ..Applied::default()
-    };
-    if let Some(d) = &cfg.dnsmasq {
-        applied.addn_hosts =
-            write_if_changed(&d.addn_hosts, &dnsmasq::render_addn_hosts(cfg, table))?;
-    }
-    if applied.hosts || applied.addn_hosts {
-        signal_dnsmasq(cfg);
-    }
+    let mut applied = apply_dns(cfg, table)?;
     if let (Some(_), Some(n)) = (&cfg.external, &cfg.nginx) {
         applied.nginx = install_nginx(n, &nginx::render(cfg, table)?)?;
     }

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         None | Some("demo") => demo(),
         Some("micro") => micro(&args[1..]),
         Some("sync") => sync(&args[1..]),
+        Some("fuzz") => fuzz(&args[1..]),
         Some(other) => {
             eprintln!(
                 "appvm-lab: unknown command {other:?} (demo | micro [REPEAT] [RUNS] | sync [N]...)"
@@ -46,6 +47,57 @@ fn micro(args: &[String]) -> ExitCode {
         }
         Err(e) => {
             eprintln!("appvm-lab: micro benchmark failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `fuzz [COUNT] [SEED]`: COUNT frames per program and policy.
+fn fuzz(args: &[String]) -> ExitCode {
+    let count = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let seed = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0x00c0_ffee);
+    match appvm_lab::fuzz::run(count, seed) {
+        Ok(r) => {
+            println!(
+                "frames tried {}, refused by test-run {}, disagreements {}, {:.0} frames/s ({:.1} s)",
+                r.tried,
+                r.refused,
+                r.disagreements.len(),
+                r.frames_per_sec(),
+                r.seconds
+            );
+            for (reason, n) in &r.reasons {
+                println!("  {reason:<32} {n:>10}");
+            }
+            for d in r.disagreements.iter().take(10) {
+                let hex: String = d.frame.iter().map(|b| format!("{b:02x}")).collect();
+                println!(
+                    "DISAGREE {} policy {} model {} kernel {}: {hex}",
+                    d.program,
+                    d.policy,
+                    d.model.name(),
+                    d.kernel
+                );
+            }
+            if r.disagreements.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/new");
+                if let Err(e) = appvm_lab::fuzz::save(&dir, &r.disagreements) {
+                    eprintln!("appvm-lab: cannot save the corpus: {e}");
+                }
+                eprintln!("disagreements saved under {}", dir.display());
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("appvm-lab: fuzz failed: {e}");
             ExitCode::FAILURE
         }
     }
