@@ -28,14 +28,14 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         Self(seed.max(1))
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
     fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
         xs[self.below(xs.len() as u64) as usize]
@@ -86,7 +86,7 @@ pub fn frame(rng: &mut Rng) -> Vec<u8> {
     let mut ipv4 = Ipv4::new(src, dst, IPPROTO_TCP);
     if rng.below(6) == 0 {
         let words = rng.below(11) as usize;
-        ipv4.options = (0..words * 4).map(|_| rng.next() as u8).collect();
+        ipv4.options = (0..words * 4).map(|_| rng.next_u64() as u8).collect();
     }
     if rng.below(5) == 0 {
         ipv4.flags_frag = rng.pick(&[IP_MF, 3, IP_MF | 5, 0x8000, 0x1fff]);
@@ -153,7 +153,7 @@ pub fn frame(rng: &mut Rng) -> Vec<u8> {
         };
         if at < f.len() {
             f[at] = if rng.below(2) == 0 {
-                rng.next() as u8
+                rng.next_u64() as u8
             } else {
                 rng.pick(&[0, 1, 4, 5, 6, 15, 17, 0x45, 0x46, 0x4f, 0x80, 0xff])
             };
@@ -168,7 +168,7 @@ pub fn frame(rng: &mut Rng) -> Vec<u8> {
     }
     match rng.below(8) {
         0 => f.truncate(rng.below(f.len() as u64 + 1) as usize),
-        1 => f.extend((0..rng.below(40)).map(|_| rng.next() as u8)),
+        1 => f.extend((0..rng.below(40)).map(|_| rng.next_u64() as u8)),
         _ => {}
     }
     f
