@@ -91,7 +91,7 @@ pub fn frame(rng: &mut Rng) -> Vec<u8> {
     if rng.below(5) == 0 {
         ipv4.flags_frag = rng.pick(&[IP_MF, 3, IP_MF | 5, 0x8000, 0x1fff]);
     }
-    let mut f = match rng.below(9) {
+    let f = match rng.below(9) {
         0 | 1 => ethernet(
             dmac,
             smac,
@@ -138,7 +138,11 @@ pub fn frame(rng: &mut Rng) -> Vec<u8> {
             &[0; 46],
         ),
     };
-    // Mutations biased to the fields the programs decide by.
+    mutate(rng, f)
+}
+
+/// Mutations biased to the fields the programs decide by.
+fn mutate(rng: &mut Rng, mut f: Vec<u8>) -> Vec<u8> {
     let hot = [
         12, 13, 14, 16, 17, 20, 21, 23, 26, 29, 30, 33, 34, 35, 36, 37, 38, 39, 18, 19, 28, 31,
     ];
@@ -180,7 +184,8 @@ pub struct Disagreement {
     pub program: &'static str,
     pub policy: usize,
     pub frame: Vec<u8>,
-    pub model: VmReason,
+    /// The model's reason.
+    pub model: &'static str,
     pub kernel: String,
 }
 
@@ -191,8 +196,10 @@ pub struct Report {
     pub refused: u64,
     pub disagreements: Vec<Disagreement>,
     pub seconds: f64,
-    /// Frames per model reason, over both programs.
+    /// Frames per model reason, over all programs.
     pub reasons: BTreeMap<&'static str, u64>,
+    /// Frames run (not refused) per program.
+    pub programs: BTreeMap<&'static str, u64>,
 }
 
 impl Report {
@@ -263,13 +270,14 @@ pub fn run(count: u64, seed: u64) -> Result<Report, String> {
                         continue;
                     };
                     *report.reasons.entry(m.name()).or_default() += 1;
+                    *report.programs.entry(name).or_default() += 1;
                     *want.entry(m).or_default() += 1;
                     if !kernel_verdict_ok(prog, ret, m) {
                         report.disagreements.push(Disagreement {
                             program: name,
                             policy: pi,
                             frame: f.clone(),
-                            model: m,
+                            model: m.name(),
                             kernel: format!("return value {ret}"),
                         });
                     }
@@ -293,7 +301,7 @@ pub fn run(count: u64, seed: u64) -> Result<Report, String> {
                                 program: name,
                                 policy: pi,
                                 frame: f,
-                                model: m,
+                                model: m.name(),
                                 kernel: format!("counted {got:?}"),
                             });
                         }
@@ -369,7 +377,7 @@ pub fn replay(dir: &Path) -> Result<(usize, Vec<Disagreement>), String> {
                         program: name,
                         policy: pi,
                         frame: f.clone(),
-                        model: m,
+                        model: m.name(),
                         kernel: format!("return {ret}, counted {got:?}"),
                     });
                 }
@@ -377,4 +385,255 @@ pub fn replay(dir: &Path) -> Result<(usize, Vec<Disagreement>), String> {
         }
     }
     Ok((frames.len(), found))
+}
+
+/// The backend programs' fuzzing: public ingress and egress interleaved
+/// (so replies meet flows the egress program recorded), and the secure
+/// interface, under a policy with and without a public IPv6.
+pub mod backend {
+    use std::{
+        collections::{BTreeMap, BTreeSet},
+        net::{Ipv4Addr, Ipv6Addr},
+        time::Instant,
+    };
+
+    use appvm::backend::{config::BackendConfig, loaded::LoadedBackend};
+    use appvm_common::BackendReason as R;
+
+    use super::{Disagreement, Report, Rng};
+    use crate::{frames::*, model_backend as model};
+
+    const PUBLIC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+    const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+    const OTHER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 11);
+    const SECURE: Ipv4Addr = Ipv4Addr::new(192, 168, 128, 1);
+    const VM1: Ipv4Addr = Ipv4Addr::new(192, 168, 128, 20);
+    const VM2: Ipv4Addr = Ipv4Addr::new(192, 168, 128, 21);
+    const FREE: Ipv4Addr = Ipv4Addr::new(192, 168, 128, 22);
+    const OUTSIDE: Ipv4Addr = Ipv4Addr::new(192, 168, 128, 66);
+    const PUBLIC6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
+    const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 7);
+    const M1: [u8; 6] = [2, 0, 0, 0, 0, 0x20];
+    const M2: [u8; 6] = [2, 0, 0, 0, 0, 0x21];
+    const MR: [u8; 6] = [2, 0, 0, 0, 0, 0x66];
+
+    fn policies() -> Vec<(model::Policy, BackendConfig)> {
+        [None, Some(PUBLIC6)]
+            .into_iter()
+            .map(|v6| {
+                let extra = v6.map(|a| format!("public_ipv6 = \"{a}\"\n")).unwrap_or_default();
+                let cfg: BackendConfig = toml::from_str(&format!(
+                    "secure_network = \"192.168.128.0/24\"\nvm_pool = \"192.168.128.16/28\"\nbackend_ip = \"{SECURE}\"\npublic_ip = \"{PUBLIC}\"\npublic_port = 4443\n{extra}"
+                ))
+                .expect("config");
+                let m = model::Policy {
+                    public_ip: PUBLIC,
+                    public_ipv6: v6,
+                    public_port: 4443,
+                    secure_ip: SECURE,
+                    pool: (Ipv4Addr::new(192, 168, 128, 16), 28),
+                    vms: BTreeMap::from([(VM1, M1), (VM2, M2)]),
+                };
+                (m, cfg)
+            })
+            .collect()
+    }
+
+    fn v6_frame(rng: &mut Rng, src: Ipv6Addr, dst: Ipv6Addr) -> Vec<u8> {
+        let next = rng.pick(&[6_u8, 17, 58, 0, 44]);
+        let mut payload = vec![0_u8; 20];
+        payload[0..2].copy_from_slice(&rng.pick(&[4443_u16, 40000, 53, 443]).to_be_bytes());
+        payload[2..4].copy_from_slice(&rng.pick(&[4443_u16, 40000, 53, 443]).to_be_bytes());
+        if next == 58 {
+            payload[0] = rng.pick(&[2, 128, 133, 135, 136, 137, 1]);
+        }
+        let mut h = vec![0x60, 0, 0, 0];
+        h.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        h.push(next);
+        h.push(rng.pick(&[255, 64, 1]));
+        h.extend_from_slice(&src.octets());
+        h.extend_from_slice(&dst.octets());
+        h.extend_from_slice(&payload);
+        ethernet([2, 0, 0, 0, 1, 0x10], MR, ETH_P_IPV6, &h)
+    }
+
+    /// A frame for the public side (`outbound`: sent by the backend).
+    fn public_frame(rng: &mut Rng, outbound: bool) -> Vec<u8> {
+        let ports = [4443, 22, 53, 40000, 40001, 8080];
+        if rng.below(5) == 0 {
+            let (a, b) = if outbound {
+                (PUBLIC6, CLIENT6)
+            } else {
+                (CLIENT6, rng.pick(&[PUBLIC6, CLIENT6]))
+            };
+            let f = v6_frame(rng, a, b);
+            return super::mutate(rng, f);
+        }
+        let (src, dst) = if outbound {
+            (rng.pick(&[PUBLIC, OTHER]), CLIENT)
+        } else {
+            (
+                rng.pick(&[CLIENT, OTHER]),
+                rng.pick(&[PUBLIC, PUBLIC, OTHER]),
+            )
+        };
+        let (sport, dport) = (rng.pick(&ports), rng.pick(&ports));
+        let mut ip = Ipv4::new(src, dst, IPPROTO_TCP);
+        if rng.below(8) == 0 {
+            ip.flags_frag = rng.pick(&[IP_MF, 3, 0x8000]);
+        }
+        let f = match rng.below(6) {
+            0 | 1 => ethernet(
+                MR,
+                M1,
+                ETH_P_IP,
+                &ip.to_bytes(&tcp(src, dst, sport, dport, TCP_SYN, 1)),
+            ),
+            2 => {
+                ip.proto = IPPROTO_UDP;
+                ethernet(
+                    MR,
+                    M1,
+                    ETH_P_IP,
+                    &ip.to_bytes(&udp(src, dst, sport, dport, b"q")),
+                )
+            }
+            3 => {
+                ip.proto = IPPROTO_ICMP;
+                ethernet(
+                    MR,
+                    M1,
+                    ETH_P_IP,
+                    &ip.to_bytes(&[
+                        rng.pick(&[3, 8, 0]),
+                        rng.pick(&[4, 3, 0]),
+                        0,
+                        0,
+                        0,
+                        0,
+                        5,
+                        0xdc,
+                    ]),
+                )
+            }
+            4 => ethernet(
+                BROADCAST_MAC,
+                MR,
+                ETH_P_ARP,
+                &arp(1, MR, CLIENT, [0; 6], rng.pick(&[PUBLIC, OTHER])),
+            ),
+            _ => ethernet(MR, M1, rng.pick(&[ETH_P_8021Q, 0x88cc]), &[0; 46]),
+        };
+        super::mutate(rng, f)
+    }
+
+    fn secure_frame(rng: &mut Rng) -> Vec<u8> {
+        let ips = [SECURE, VM1, VM2, FREE, OUTSIDE, Ipv4Addr::UNSPECIFIED];
+        let macs = [M1, M2, MR];
+        let (src, mac) = (rng.pick(&ips), rng.pick(&macs));
+        let f = match rng.below(4) {
+            0 | 1 => tcp_syn(mac, [2, 0, 0, 0, 0, 1], src, SECURE, 40000, 443),
+            2 => ethernet(
+                BROADCAST_MAC,
+                mac,
+                ETH_P_ARP,
+                &arp(rng.pick(&[1, 2]), rng.pick(&macs), src, [0; 6], SECURE),
+            ),
+            _ => ethernet(
+                [2, 0, 0, 0, 0, 1],
+                mac,
+                rng.pick(&[ETH_P_IPV6, ETH_P_8021AD, 0x88cc]),
+                &[0x60; 46],
+            ),
+        };
+        super::mutate(rng, f)
+    }
+
+    fn counted(b: &LoadedBackend) -> Result<Vec<R>, String> {
+        Ok(b.counters()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|(_, c)| c.packets > 0)
+            .map(|(r, _)| r)
+            .collect())
+    }
+
+    /// `count` frames per program and policy; every frame's reason is
+    /// checked (the backend has fewer frames to run than the VM guard).
+    pub fn run(count: u64, seed: u64) -> Result<Report, String> {
+        let started = Instant::now();
+        let mut report = Report::default();
+        let mut rng = Rng::new(seed);
+        for (pi, (policy, cfg)) in policies().into_iter().enumerate() {
+            let mut b = LoadedBackend::load().map_err(|e| e.to_string())?;
+            b.policy
+                .install(&cfg.to_policy().map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+            for (ip, mac) in &policy.vms {
+                b.add_vm(appvm::vm::policy::ip_be(*ip), *mac)
+                    .map_err(|e| e.to_string())?;
+            }
+            let mut flows = BTreeSet::new();
+            let check = |b: &mut LoadedBackend,
+                         name: &'static str,
+                         f: Vec<u8>,
+                         m: R,
+                         ret: Option<u32>,
+                         report: &mut Report|
+             -> Result<(), String> {
+                report.tried += 1;
+                let Some(ret) = ret else {
+                    report.refused += 1;
+                    return Ok(());
+                };
+                *report.reasons.entry(m.name()).or_default() += 1;
+                *report.programs.entry(name).or_default() += 1;
+                let verdict_ok = match name {
+                    "backend_public_egress" => ret == u32::MAX,
+                    _ => ret == if m.passes() { 2 } else { 1 },
+                };
+                let got = counted(b)?;
+                if !verdict_ok || got != [m] {
+                    report.disagreements.push(Disagreement {
+                        program: name,
+                        policy: pi,
+                        frame: f,
+                        model: m.name(),
+                        kernel: format!("return {ret}, counted {got:?}"),
+                    });
+                }
+                Ok(())
+            };
+            for _ in 0..count {
+                // Public side: egress first sometimes, so flows exist.
+                let outbound = rng.below(3) == 0;
+                let f = public_frame(&mut rng, outbound);
+                b.reset_counters().map_err(|e| e.to_string())?;
+                if outbound {
+                    let ret = b.run_public_egress(&f, 1).ok().map(|r| r.return_value);
+                    let flow = model::public_egress(&f, &policy);
+                    let m = if flow.is_some() {
+                        R::PubOutTracked
+                    } else {
+                        R::PubOutOther
+                    };
+                    if ret.is_some() {
+                        flows.extend(flow);
+                    }
+                    check(&mut b, "backend_public_egress", f, m, ret, &mut report)?;
+                } else {
+                    let ret = b.run_public(&f, 1).ok().map(|r| r.return_value);
+                    let m = model::public_ingress(&f, &policy, &flows);
+                    check(&mut b, "backend_public", f, m, ret, &mut report)?;
+                }
+                let f = secure_frame(&mut rng);
+                b.reset_counters().map_err(|e| e.to_string())?;
+                let ret = b.run_secure(&f, 1).ok().map(|r| r.return_value);
+                let m = model::secure_ingress(&f, &policy);
+                check(&mut b, "backend_secure", f, m, ret, &mut report)?;
+            }
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
 }

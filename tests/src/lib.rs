@@ -12,6 +12,7 @@ pub mod fuzz;
 pub mod lab;
 pub mod micro;
 pub mod model;
+pub mod model_backend;
 pub mod netns;
 pub mod pathway;
 pub mod probe;

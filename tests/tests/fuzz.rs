@@ -17,11 +17,7 @@ fn kernel_and_model_agree_on_random_and_mutated_frames() {
         .map(|d| {
             format!(
                 "{} policy {} model {} kernel {}: {:02x?}",
-                d.program,
-                d.policy,
-                d.model.name(),
-                d.kernel,
-                d.frame
+                d.program, d.policy, d.model, d.kernel, d.frame
             )
         })
         .collect();
@@ -47,4 +43,33 @@ fn regression_corpus_replays_clean() {
     let (frames, found) = fuzz::replay(&dir).expect("replay");
     assert!(frames >= 10, "corpus has {frames} frames");
     assert!(found.is_empty(), "{found:#?}");
+}
+
+#[test]
+fn backend_programs_agree_with_their_model() {
+    require_privileges();
+    let report = fuzz::backend::run(10_000, 0xbac0).expect("fuzz");
+    let shown: Vec<String> = report
+        .disagreements
+        .iter()
+        .take(5)
+        .map(|d| {
+            format!(
+                "{} policy {} model {} kernel {}: {:02x?}",
+                d.program, d.policy, d.model, d.kernel, d.frame
+            )
+        })
+        .collect();
+    assert!(
+        report.disagreements.is_empty(),
+        "{} disagreements, e.g. {shown:#?}",
+        report.disagreements.len()
+    );
+    assert_eq!(report.tried, 40_000);
+    assert!(
+        report.reasons.len() >= 26,
+        "only {} reasons reached: {:?}",
+        report.reasons.len(),
+        report.reasons.keys()
+    );
 }

@@ -62,7 +62,20 @@ fn fuzz(args: &[String]) -> ExitCode {
         .get(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(0x00c0_ffee);
-    match appvm_lab::fuzz::run(count, seed) {
+    let vm = appvm_lab::fuzz::run(count, seed);
+    let backend = appvm_lab::fuzz::backend::run(count, seed);
+    let mut status = ExitCode::SUCCESS;
+    for (what, result) in [("VM guard", vm), ("backend", backend)] {
+        println!("== {what}");
+        if fuzz_report(result) != ExitCode::SUCCESS {
+            status = ExitCode::FAILURE;
+        }
+    }
+    status
+}
+
+fn fuzz_report(result: Result<appvm_lab::fuzz::Report, String>) -> ExitCode {
+    match result {
         Ok(r) => {
             println!(
                 "frames tried {}, refused by test-run {}, disagreements {}, {:.0} frames/s ({:.1} s)",
@@ -72,6 +85,9 @@ fn fuzz(args: &[String]) -> ExitCode {
                 r.frames_per_sec(),
                 r.seconds
             );
+            for (program, n) in &r.programs {
+                println!("  program {program:<24} {n:>10} frames");
+            }
             for (reason, n) in &r.reasons {
                 println!("  {reason:<32} {n:>10}");
             }
@@ -79,10 +95,7 @@ fn fuzz(args: &[String]) -> ExitCode {
                 let hex: String = d.frame.iter().map(|b| format!("{b:02x}")).collect();
                 println!(
                     "DISAGREE {} policy {} model {} kernel {}: {hex}",
-                    d.program,
-                    d.policy,
-                    d.model.name(),
-                    d.kernel
+                    d.program, d.policy, d.model, d.kernel
                 );
             }
             if r.disagreements.is_empty() {
