@@ -312,9 +312,22 @@ impl Pathway {
     /// external certificate). Returns (status, body); status 0 when no
     /// HTTP answer came.
     pub fn get(&self, from: &Host, ip: Ipv4Addr, path: &str) -> Result<(u16, String), String> {
-        let out = from
-            .ns
-            .command("curl")
+        self.get_with(from, ip, path, &[])
+    }
+
+    /// [`Self::get`] with extra request headers.
+    pub fn get_with(
+        &self,
+        from: &Host,
+        ip: Ipv4Addr,
+        path: &str,
+        headers: &[&str],
+    ) -> Result<(u16, String), String> {
+        let mut cmd = from.ns.command("curl");
+        for h in headers {
+            cmd.arg("-H").arg(h);
+        }
+        let out = cmd
             .args([
                 "-sS",
                 "--max-time",
@@ -430,6 +443,23 @@ impl Pathway {
             .unwrap_or("-")
             .to_owned();
         add("  ... X-Forwarded-Proto", "https".into(), proto);
+        // Nginx is the edge: a client's own X-Forwarded-For is replaced.
+        let (_, body) = self.get_with(
+            public,
+            BACKEND_PUBLIC_IP,
+            "/surveys/?s=ABC123",
+            &["X-Forwarded-For: 10.9.9.9"],
+        )?;
+        let xff = body
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("xff="))
+            .unwrap_or("-")
+            .to_owned();
+        add(
+            "  ... a client's X-Forwarded-For is replaced",
+            public.ip.to_string(),
+            xff,
+        );
         for (path, expected) in [
             ("/redcap_v14.0.0/Resources/css/app.css", 200),
             ("/redcap_v14.0.0/index.php", 403),
@@ -442,6 +472,11 @@ impl Pathway {
             ("/surveys//../redcap_v14.0.0/index.php", 403),
             ("/surveys/./../redcap_v14.0.0/index.php", 403),
             ("/surveys/%5c../redcap_v14.0.0/index.php", 403),
+            ("/surveys/%252e%252e/redcap_v14.0.0/index.php", 403),
+            (
+                "/surveys/index.php?s=ABC&__passthru=DataEntry%2Fimage_view.php",
+                200,
+            ),
             ("/Surveys/", 403),
             ("/", 403),
         ] {

@@ -84,7 +84,7 @@ mod tests {
             "proxy_ssl_name redcap.app.internal;",
             "/trust/redcap.crt;",
             "ssl_protocols TLSv1.2 TLSv1.3;",
-            "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+            "proxy_set_header X-Forwarded-For $remote_addr;",
             "if ($appvm_allow = 0)",
         ] {
             assert!(site.contains(needle), "missing {needle:?} in\n{site}");

@@ -35,8 +35,10 @@ fn prefix_regex(p: &str) -> String {
 }
 
 /// Raw request paths that hide a path from a prefix match: encoded dots,
-/// slashes, backslashes or NUL, dot segments, empty segments, backslashes.
-const PATH_TRICK: &str = "(%2e|%2f|%5c|%00|/\\.\\.?(/|\\?|$)|//|\\\\\\\\)";
+/// slashes, backslashes, NUL or percent signs (double encoding), dot
+/// segments, empty segments, backslashes. Only the path is looked at (up to
+/// the first `?`): query strings legitimately carry encoded slashes.
+const PATH_TRICK: &str = "^[^?]*(%2e|%2f|%5c|%00|%25|/\\.\\.?(/|\\?|$)|//|\\\\\\\\)";
 
 pub fn render(cfg: &BackendConfig, table: &Table) -> Result<String, RenderError> {
     let ext = cfg
@@ -121,10 +123,7 @@ pub fn render(cfg: &BackendConfig, table: &Table) -> Result<String, RenderError>
     );
     let _ = writeln!(w, "        proxy_ssl_protocols TLSv1.2 TLSv1.3;");
     let _ = writeln!(w, "        proxy_set_header Host $host;");
-    let _ = writeln!(
-        w,
-        "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;"
-    );
+    let _ = writeln!(w, "        proxy_set_header X-Forwarded-For $remote_addr;");
     let _ = writeln!(w, "        proxy_set_header X-Forwarded-Proto https;");
     let _ = writeln!(w, "    }}\n}}");
     Ok(s)
