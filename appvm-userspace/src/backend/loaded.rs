@@ -17,7 +17,7 @@ use aya::{
 use crate::{
     object,
     policy_slots::PolicyMaps,
-    vm::loaded::{LoadedError, RunResult},
+    vm::loaded::{LoadedError, RunResult, load_tc, load_xdp},
 };
 
 /// Loaded backend programs and their maps.
@@ -50,21 +50,8 @@ impl LoadedBackend {
         let vms = HashMap::try_from(take(pins::MAP_VMS)?)?;
         let traffic = PerCpuHashMap::try_from(take(pins::MAP_VM_TRAFFIC)?)?;
         let counters = PerCpuArray::try_from(take(pins::MAP_COUNTERS)?)?;
-        for name in [pins::PROG_PUBLIC, pins::PROG_SECURE] {
-            let p: &mut Xdp = ebpf
-                .program_mut(name)
-                .ok_or(LoadedError::Missing(name))?
-                .try_into()
-                .map_err(prog_err(name))?;
-            p.load().map_err(prog_err(name))?;
-        }
-        let name = pins::PROG_PUBLIC_EGRESS;
-        let p: &mut SchedClassifier = ebpf
-            .program_mut(name)
-            .ok_or(LoadedError::Missing(name))?
-            .try_into()
-            .map_err(prog_err(name))?;
-        p.load().map_err(prog_err(name))?;
+        load_xdp(&mut ebpf, &[pins::PROG_PUBLIC, pins::PROG_SECURE])?;
+        load_tc(&mut ebpf, &[pins::PROG_PUBLIC_EGRESS])?;
         Ok(Self {
             ebpf,
             policy,

@@ -56,6 +56,32 @@ fn program_err(name: &'static str) -> impl Fn(ProgramError) -> LoadedError {
     move |source| LoadedError::Program { name, source }
 }
 
+/// Loads (verifies) the XDP programs `names` of `ebpf`, without attaching.
+pub(crate) fn load_xdp(ebpf: &mut Ebpf, names: &[&'static str]) -> Result<(), LoadedError> {
+    for &name in names {
+        let xdp: &mut Xdp = ebpf
+            .program_mut(name)
+            .ok_or(LoadedError::Missing(name))?
+            .try_into()
+            .map_err(program_err(name))?;
+        xdp.load().map_err(program_err(name))?;
+    }
+    Ok(())
+}
+
+/// Loads (verifies) the tc programs `names` of `ebpf`, without attaching.
+pub(crate) fn load_tc(ebpf: &mut Ebpf, names: &[&'static str]) -> Result<(), LoadedError> {
+    for &name in names {
+        let tc: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .ok_or(LoadedError::Missing(name))?
+            .try_into()
+            .map_err(program_err(name))?;
+        tc.load().map_err(program_err(name))?;
+    }
+    Ok(())
+}
+
 impl LoadedGuard {
     /// Loads every program of the object; no policy installed yet (drops all).
     pub fn load() -> Result<Self, LoadedError> {
@@ -71,22 +97,8 @@ impl LoadedGuard {
             stats: PerCpuArray::try_from(take(ev::MAP_EVENT_STATS)?)?,
             config: Array::try_from(take(ev::MAP_EVENT_CONFIG)?)?,
         };
-        for name in [vm::PROG_INGRESS, object::PROG_XDP_PASS_FLOOR] {
-            let xdp: &mut Xdp = ebpf
-                .program_mut(name)
-                .ok_or(LoadedError::Missing(name))?
-                .try_into()
-                .map_err(program_err(name))?;
-            xdp.load().map_err(program_err(name))?;
-        }
-        for name in [vm::PROG_INGRESS_VLAN, vm::PROG_EGRESS] {
-            let tc: &mut SchedClassifier = ebpf
-                .program_mut(name)
-                .ok_or(LoadedError::Missing(name))?
-                .try_into()
-                .map_err(program_err(name))?;
-            tc.load().map_err(program_err(name))?;
-        }
+        load_xdp(&mut ebpf, &[vm::PROG_INGRESS, object::PROG_XDP_PASS_FLOOR])?;
+        load_tc(&mut ebpf, &[vm::PROG_INGRESS_VLAN, vm::PROG_EGRESS])?;
         Ok(Self {
             ebpf,
             policy,
