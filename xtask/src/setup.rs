@@ -27,6 +27,7 @@ const LAB_TOOLS: &[&str] = &[
     "nginx-light",
     "busybox-static",
     "curl",
+    "openssl",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
