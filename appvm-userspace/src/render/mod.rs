@@ -42,8 +42,21 @@ mod tests {
         table::{Table, TableEntry},
     };
 
-    fn config(extra: &str) -> BackendConfig {
-        let dir = std::env::temp_dir().join(format!("appvm-render-test-{}", std::process::id()));
+    /// A trust directory with a registered `redcap` certificate, removed on drop.
+    struct TrustDir(std::path::PathBuf);
+
+    impl Drop for TrustDir {
+        fn drop(&mut self) {
+            drop(std::fs::remove_dir_all(&self.0));
+        }
+    }
+
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+    fn config(extra: &str) -> (BackendConfig, TrustDir) {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("appvm-render-test-{}-{n}", std::process::id()));
         std::fs::create_dir_all(dir.join("trust")).expect("tmp");
         std::fs::write(dir.join("trust/redcap.crt"), "x").expect("trust");
         let cfg: BackendConfig = toml::from_str(&format!(
@@ -52,7 +65,7 @@ mod tests {
         ))
         .expect("config");
         cfg.validate().expect("valid");
-        cfg
+        (cfg, TrustDir(dir))
     }
 
     const EXTERNAL: &str = "[external]\nname = \"surveys.example.org\"\nvm = \"redcap\"\ncert = \"/e.crt\"\nkey = \"/e.key\"\n[dnsmasq]\nconf = \"/d.conf\"\naddn_hosts = \"/d.hosts\"\n";
@@ -71,7 +84,7 @@ mod tests {
 
     #[test]
     fn nginx_site_pins_the_vm_certificate_and_restricts_the_public() {
-        let cfg = config(EXTERNAL);
+        let (cfg, _dir) = config(EXTERNAL);
         let site = nginx::render(&cfg, &table()).expect("render");
         for needle in [
             "192.168.128.0/24 1;",
@@ -94,26 +107,26 @@ mod tests {
 
     #[test]
     fn nginx_needs_the_vm_and_its_certificate() {
-        let cfg = config(&EXTERNAL.replace("vm = \"redcap\"", "vm = \"ghost\""));
+        let (cfg, _dir) = config(&EXTERNAL.replace("vm = \"redcap\"", "vm = \"ghost\""));
         assert_eq!(
             nginx::render(&cfg, &table()),
             Err(RenderError::NoSuchVm("ghost".into()))
         );
-        let mut cfg = config(EXTERNAL);
+        let (mut cfg, _dir) = config(EXTERNAL);
         cfg.trust_dir = "/nonexistent".into();
         assert!(matches!(
             nginx::render(&cfg, &table()),
             Err(RenderError::NoCertificate { .. })
         ));
         assert_eq!(
-            nginx::render(&config(""), &table()),
+            nginx::render(&config("").0, &table()),
             Err(RenderError::Missing("external"))
         );
     }
 
     #[test]
     fn dnsmasq_range_stays_outside_the_pool() {
-        let cfg = config(EXTERNAL);
+        let (cfg, _dir) = config(EXTERNAL);
         assert_eq!(
             dnsmasq::dhcp_range(&cfg),
             Ok((
@@ -137,7 +150,7 @@ mod tests {
             "x",
             "192.168.128.50,192.168.128.40",
         ] {
-            let cfg = config(&EXTERNAL.replace(
+            let (cfg, _dir) = config(&EXTERNAL.replace(
                 "addn_hosts = \"/d.hosts\"",
                 &format!("addn_hosts = \"/d.hosts\"\ndhcp_range = \"{bad}\""),
             ));
