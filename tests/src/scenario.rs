@@ -415,6 +415,82 @@ pub fn run_lab(lab: &Lab) -> Result<LabRun, String> {
         vec![frames::vlan_tagged(vm.mac, rogue.mac, ETH_P_8021Q, 7, ETH_P_IP, &inner); n],
         "in_drop_foreign_source",
     )?;
+    r.raw(
+        "802.1ad-tagged SYN to :443",
+        vec![frames::vlan_tagged(vm.mac, rogue.mac, frames::ETH_P_8021AD, 7, ETH_P_IP, &inner); n],
+        "in_drop_foreign_source",
+    )?;
+    for (what, flags) in [
+        ("TCP with no flags to :443", 0x00_u8),
+        ("TCP FIN/PSH/URG to :443", 0x29),
+    ] {
+        let seg = frames::tcp(rogue.ip, vm.ip, 40004, APP_PORT, flags, 1);
+        let pkt = frames::Ipv4::new(rogue.ip, vm.ip, IPPROTO_TCP).to_bytes(&seg);
+        r.raw(
+            what,
+            vec![frames::ethernet(vm.mac, rogue.mac, ETH_P_IP, &pkt); n],
+            "in_drop_foreign_source",
+        )?;
+    }
+    let echo = frames::Ipv4::new(rogue.ip, vm.ip, frames::IPPROTO_ICMP)
+        .to_bytes(&[8, 0, 0xf7, 0xff, 0, 0, 0, 0]);
+    r.raw(
+        "ICMP echo",
+        vec![frames::ethernet(vm.mac, rogue.mac, ETH_P_IP, &echo); n],
+        "in_drop_foreign_source",
+    )?;
+    let bcast = frames::udp_frame(
+        rogue.mac,
+        frames::BROADCAST_MAC,
+        rogue.ip,
+        Ipv4Addr::BROADCAST,
+        40005,
+        APP_PORT,
+        b"x",
+    );
+    r.raw(
+        "broadcast UDP to :443",
+        vec![bcast; n],
+        "in_drop_foreign_source",
+    )?;
+    let mdns = Ipv4Addr::new(224, 0, 0, 251);
+    let mcast = frames::udp_frame(
+        rogue.mac,
+        [0x01, 0x00, 0x5e, 0, 0, 0xfb],
+        rogue.ip,
+        mdns,
+        5353,
+        5353,
+        b"x",
+    );
+    r.raw(
+        "multicast UDP (mDNS)",
+        vec![mcast; n],
+        "in_drop_foreign_source",
+    )?;
+    let mut v6tcp = frames::ipv6_no_next_header();
+    v6tcp[6] = IPPROTO_TCP;
+    v6tcp[4..6].copy_from_slice(&20_u16.to_be_bytes());
+    v6tcp.extend_from_slice(&frames::tcp(
+        rogue.ip,
+        vm.ip,
+        40006,
+        APP_PORT,
+        frames::TCP_SYN,
+        1,
+    ));
+    r.raw(
+        "IPv6 link-local SYN to :443",
+        vec![frames::ethernet(vm.mac, rogue.mac, ETH_P_IPV6, &v6tcp); n],
+        "in_drop_ipv6",
+    )?;
+    // Unicast to the VM: broadcast, the backend would count it as well.
+    let garp = frames::arp(1, rogue.mac, backend.ip, [0; 6], backend.ip);
+    r.raw(
+        "gratuitous ARP claiming the backend's IP",
+        vec![frames::ethernet(vm.mac, rogue.mac, frames::ETH_P_ARP, &garp); n],
+        "in_drop_backend_mac_mismatch",
+    )?;
     // The bridge lifts the tag into metadata: XDP sees an untagged frame
     // from the backend (IP and MAC spoofed), the tcx stage drops it.
     let spoofed = frames::Ipv4::new(backend.ip, vm.ip, IPPROTO_TCP).to_bytes(&frames::tcp(
