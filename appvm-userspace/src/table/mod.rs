@@ -9,7 +9,7 @@ pub mod entry;
 pub mod hosts;
 pub mod store;
 
-use std::net::Ipv4Addr;
+use std::{collections::HashSet, net::Ipv4Addr};
 
 pub use entry::{TableEntry, TableError};
 use serde::{Deserialize, Serialize};
@@ -36,28 +36,22 @@ pub struct AddRequest {
 
 impl Table {
     /// Checks every entry and their uniqueness (a hand-edited file too).
+    /// Linear in the table's size: it runs on every change.
     pub fn validate(&self, cfg: &BackendConfig) -> Result<(), TableError> {
-        for (i, e) in self.vms.iter().enumerate() {
+        let (mut names, mut macs, mut ips) = (HashSet::new(), HashSet::new(), HashSet::new());
+        for e in &self.vms {
             e.validate(cfg)?;
-            for other in &self.vms[..i] {
-                if other.name == e.name {
-                    return Err(TableError::Duplicate {
-                        field: "name",
-                        value: e.name.clone(),
-                    });
-                }
-                if other.mac == e.mac {
-                    return Err(TableError::Duplicate {
-                        field: "mac",
-                        value: e.mac.clone(),
-                    });
-                }
-                if other.ip == e.ip {
-                    return Err(TableError::Duplicate {
-                        field: "ip",
-                        value: e.ip.to_string(),
-                    });
-                }
+            let duplicate = if !names.insert(e.name.as_str()) {
+                Some(("name", e.name.clone()))
+            } else if !macs.insert(e.mac.as_str()) {
+                Some(("mac", e.mac.clone()))
+            } else if !ips.insert(e.ip) {
+                Some(("ip", e.ip.to_string()))
+            } else {
+                None
+            };
+            if let Some((field, value)) = duplicate {
+                return Err(TableError::Duplicate { field, value });
             }
         }
         Ok(())
@@ -69,11 +63,10 @@ impl Table {
 
     /// The lowest allocatable pool address no entry holds.
     pub fn lowest_free_ip(&self, cfg: &BackendConfig) -> Option<Ipv4Addr> {
-        cfg.vm_pool
-            .hosts()
-            .chain([cfg.vm_pool.network(), cfg.vm_pool.broadcast()])
-            .filter(|ip| cfg.allocatable(*ip) && !self.vms.iter().any(|e| e.ip == *ip))
-            .min()
+        let used: HashSet<Ipv4Addr> = self.vms.iter().map(|e| e.ip).collect();
+        (u32::from(cfg.vm_pool.network())..=u32::from(cfg.vm_pool.broadcast()))
+            .map(Ipv4Addr::from)
+            .find(|ip| cfg.allocatable(*ip) && !used.contains(ip))
     }
 
     /// Adds an entry (allocating its IP unless given); returns it.
