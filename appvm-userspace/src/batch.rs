@@ -9,6 +9,8 @@ use std::{
 
 use aya::Pod;
 
+use crate::sys_bpf::bpf;
+
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 
@@ -29,18 +31,14 @@ fn batch(
     attr[2] = keys as u64;
     attr[3] = values as u64;
     attr[4] = u64::from(count32) | (u64::from(map.as_raw_fd() as u32) << 32);
-    // SAFETY: `attr` is a live buffer of the size passed; the kernel reads
-    // `count` keys and values from the pointers, which callers size.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), size_of_val(&attr)) };
-    let done = (attr[4] & 0xffff_ffff) as usize;
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(
-            e.kind(),
-            format!("{e} after {done} of {count} entries"),
-        ));
-    }
-    Ok(())
+    // SAFETY: the kernel reads `count` keys and values from the pointers,
+    // which callers size.
+    let result = unsafe { bpf(cmd, &mut attr) };
+    result.map(drop).map_err(|e| {
+        // The kernel writes back how many entries it processed.
+        let done = (attr[4] & 0xffff_ffff) as usize;
+        io::Error::new(e.kind(), format!("{e} after {done} of {count} entries"))
+    })
 }
 
 /// Inserts or replaces `keys[i] -> values[i]` in a (non-per-CPU) hash or

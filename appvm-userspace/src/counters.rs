@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use appvm_common::{Counter, VmReason};
-use aya::maps::{Map, MapData, MapError, PerCpuArray};
+use aya::maps::{Map, MapData, MapError, PerCpuArray, PerCpuValues};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CountersError {
@@ -20,14 +20,52 @@ pub struct ReasonCount {
     pub counter: Counter,
 }
 
+/// One index of a per-CPU counter map, summed over CPUs.
+pub fn sum<T: std::borrow::Borrow<MapData>>(
+    map: &PerCpuArray<T, Counter>,
+    index: u32,
+) -> Result<Counter, MapError> {
+    Ok(map
+        .get(&index, 0)?
+        .iter()
+        .fold(Counter::default(), |a, &c| a.add(c)))
+}
+
+/// Zeroes indices `0..count` of a per-CPU counter map (test runs).
+pub fn zero<T: std::borrow::BorrowMut<MapData>>(
+    map: &mut PerCpuArray<T, Counter>,
+    count: u32,
+) -> Result<(), MapError> {
+    let cpus = cpus()?;
+    for index in 0..count {
+        map.set(
+            index,
+            PerCpuValues::try_from(vec![Counter::default(); cpus])?,
+            0,
+        )?;
+    }
+    Ok(())
+}
+
+/// Possible CPUs: the length of every per-CPU value.
+pub fn cpus() -> Result<usize, MapError> {
+    aya::util::nr_cpus().map_err(|(_, io_error)| {
+        MapError::SyscallError(aya::sys::SyscallError {
+            call: "nr_cpus",
+            io_error,
+        })
+    })
+}
+
 /// Sums every reason's per-CPU counters from a `PerCpuArray<Counter>`.
 pub fn read_vm(map: &PerCpuArray<MapData, Counter>) -> Result<Vec<ReasonCount>, MapError> {
     VmReason::ALL
         .iter()
         .map(|&reason| {
-            let per_cpu = map.get(&reason.index(), 0)?;
-            let counter = per_cpu.iter().fold(Counter::default(), |a, &c| a.add(c));
-            Ok(ReasonCount { reason, counter })
+            Ok(ReasonCount {
+                reason,
+                counter: sum(map, reason.index())?,
+            })
         })
         .collect()
 }

@@ -18,6 +18,7 @@ pub mod pinning;
 pub mod policy_slots;
 pub mod render;
 pub mod stats;
+mod sys_bpf;
 pub mod table;
 pub mod toml_error;
 pub mod vm;

@@ -4,6 +4,7 @@
 //! `appvm vm status` must tell an attached guard from a defunct one (its
 //! interface gone), so this reads `bpf_link_info` directly.
 
+use crate::sys_bpf::bpf;
 use std::{
     ffi::CString,
     io,
@@ -28,16 +29,6 @@ pub struct PinnedLinkInfo {
     pub ifindex: u32,
 }
 
-fn bpf(cmd: libc::c_long, attr: &mut [u64]) -> io::Result<i64> {
-    // SAFETY: `attr` is a live, writable buffer of the size passed.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), size_of_val(attr)) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
 /// Opens a pinned BPF object (`BPF_OBJ_GET`).
 pub fn open_pinned(path: &Path) -> io::Result<OwnedFd> {
     let c_path = CString::new(path.as_os_str().as_bytes())
@@ -45,7 +36,8 @@ pub fn open_pinned(path: &Path) -> io::Result<OwnedFd> {
     // union bpf_attr { __aligned_u64 pathname; __u32 bpf_fd; __u32 file_flags; }
     let mut attr = [0_u64; 2];
     attr[0] = c_path.as_ptr() as u64;
-    let fd = bpf(BPF_OBJ_GET, &mut attr)?;
+    // SAFETY: `pathname` points at `c_path`, alive until the call returns.
+    let fd = unsafe { bpf(BPF_OBJ_GET, &mut attr) }?;
     let fd = i32::try_from(fd).map_err(io::Error::other)?;
     // SAFETY: the kernel just returned this new descriptor to us.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -61,7 +53,8 @@ pub fn pinned_link_info(path: &Path) -> io::Result<PinnedLinkInfo> {
     let mut attr = [0_u64; 2];
     attr[0] = u64::from(fd.as_raw_fd() as u32) | ((size_of_val(&info) as u64) << 32);
     attr[1] = info.as_mut_ptr() as u64;
-    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    // SAFETY: `info` points at `info`, writable for the length given.
+    unsafe { bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
     Ok(PinnedLinkInfo {
         id: info[1],
         prog_id: info[2],

@@ -1,8 +1,6 @@
 //! The backend programs loaded but not attached, with their maps at hand:
 //! for `BPF_PROG_TEST_RUN` (verdict tests, fuzzing, benchmarks).
 
-use std::os::fd::AsFd as _;
-
 use appvm_common::{
     BackendReason, Counter,
     backend::{BackendPolicy, VmEntry, VmTraffic},
@@ -11,13 +9,12 @@ use appvm_common::{
 use aya::{
     Ebpf,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues},
-    programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp},
 };
 
 use crate::{
-    object,
+    counters, object,
     policy_slots::PolicyMaps,
-    vm::loaded::{LoadedError, RunResult, load_tc, load_xdp},
+    vm::loaded::{LoadedError, RunResult, load_tc, load_xdp, test_run},
 };
 
 /// Loaded backend programs and their maps.
@@ -33,10 +30,6 @@ impl std::fmt::Debug for LoadedBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadedBackend").finish_non_exhaustive()
     }
-}
-
-fn prog_err(name: &'static str) -> impl Fn(aya::programs::ProgramError) -> LoadedError {
-    move |source| LoadedError::Program { name, source }
 }
 
 impl LoadedBackend {
@@ -63,12 +56,7 @@ impl LoadedBackend {
 
     /// Adds a VM to the kernel table with zeroed per-VM counters.
     pub fn add_vm(&mut self, ip_be: u32, mac: [u8; 6]) -> Result<(), MapError> {
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| {
-            MapError::SyscallError(aya::sys::SyscallError {
-                call: "nr_cpus",
-                io_error: e,
-            })
-        })?;
+        let cpus = counters::cpus()?;
         self.traffic.insert(
             ip_be,
             PerCpuValues::try_from(vec![VmTraffic::default(); cpus])?,
@@ -89,41 +77,12 @@ impl LoadedBackend {
     pub fn counters(&self) -> Result<Vec<(BackendReason, Counter)>, MapError> {
         BackendReason::ALL
             .iter()
-            .map(|&r| {
-                Ok((
-                    r,
-                    self.counters
-                        .get(&r.index(), 0)?
-                        .iter()
-                        .fold(Counter::default(), |a, &c| a.add(c)),
-                ))
-            })
+            .map(|&r| Ok((r, counters::sum(&self.counters, r.index())?)))
             .collect()
     }
 
     pub fn reset_counters(&mut self) -> Result<(), MapError> {
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| {
-            MapError::SyscallError(aya::sys::SyscallError {
-                call: "nr_cpus",
-                io_error: e,
-            })
-        })?;
-        for r in BackendReason::ALL {
-            self.counters.set(
-                r.index(),
-                PerCpuValues::try_from(vec![Counter::default(); cpus])?,
-                0,
-            )?;
-        }
-        Ok(())
-    }
-
-    /// The flow map's descriptor (tests look entries up directly).
-    pub fn flows_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        self.ebpf.map(pins::MAP_FLOWS).and_then(|m| match m {
-            aya::maps::Map::LruHashMap(d) => Some(d.fd().as_fd()),
-            _ => None,
-        })
+        counters::zero(&mut self.counters, BackendReason::COUNT)
     }
 
     pub fn run_public(&mut self, frame: &[u8], repeat: u32) -> Result<RunResult, LoadedError> {
@@ -148,23 +107,6 @@ impl LoadedBackend {
         frame: &[u8],
         repeat: u32,
     ) -> Result<RunResult, LoadedError> {
-        let mut o = TestRunOptions::new();
-        o.data_in = Some(frame);
-        o.repeat = repeat.max(1);
-        let prog = self
-            .ebpf
-            .program_mut(name)
-            .ok_or(LoadedError::Missing(name))?;
-        let r = if name == pins::PROG_PUBLIC_EGRESS {
-            let p: &mut SchedClassifier = prog.try_into().map_err(prog_err(name))?;
-            p.test_run(o).map_err(prog_err(name))?
-        } else {
-            let p: &mut Xdp = prog.try_into().map_err(prog_err(name))?;
-            p.test_run(o).map_err(prog_err(name))?
-        };
-        Ok(RunResult {
-            return_value: r.return_value,
-            duration_ns: r.duration.as_nanos() as u64,
-        })
+        test_run(&mut self.ebpf, name, frame, repeat)
     }
 }

@@ -90,10 +90,7 @@ impl BackendMaps {
     pub fn reason_counts(&self) -> Result<Vec<(BackendReason, Counter)>, MapError> {
         BackendReason::ALL
             .iter()
-            .map(|&r| {
-                let per_cpu = self.counters.get(&r.index(), 0)?;
-                Ok((r, per_cpu.iter().fold(Counter::default(), |a, &c| a.add(c))))
-            })
+            .map(|&r| Ok((r, crate::counters::sum(&self.counters, r.index())?)))
             .collect()
     }
 

@@ -11,7 +11,11 @@ use std::{
 use super::{RenderError, dnsmasq, nginx};
 use crate::{
     backend::config::{BackendConfig, NginxConfig},
-    table::{Table, atomic::write_atomic, store},
+    table::{
+        Table,
+        atomic::{write_atomic, write_if_changed},
+        store,
+    },
 };
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> RenderError + '_ {
@@ -19,15 +23,6 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> RenderError + '_ {
         path: path.display().to_string(),
         why: e.to_string(),
     }
-}
-
-/// Writes `content` to `path` if it differs; returns whether it did.
-pub fn write_if_changed(path: &Path, content: &str) -> Result<bool, RenderError> {
-    if fs::read_to_string(path).is_ok_and(|old| old == content) {
-        return Ok(false);
-    }
-    write_atomic(path, content.as_bytes()).map_err(io(path))?;
-    Ok(true)
 }
 
 /// What `apply` changed.
@@ -60,7 +55,8 @@ pub fn apply_dns(cfg: &BackendConfig, table: &Table) -> Result<Applied, RenderEr
     };
     if let Some(d) = &cfg.dnsmasq {
         applied.addn_hosts =
-            write_if_changed(&d.addn_hosts, &dnsmasq::render_addn_hosts(cfg, table))?;
+            write_if_changed(&d.addn_hosts, &dnsmasq::render_addn_hosts(cfg, table))
+                .map_err(io(&d.addn_hosts))?;
     }
     if applied.hosts || applied.addn_hosts {
         signal_dnsmasq(cfg);

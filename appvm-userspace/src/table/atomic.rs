@@ -39,6 +39,16 @@ pub fn write_atomic(path: &Path, content: &[u8]) -> io::Result<()> {
     result
 }
 
+/// [`write_atomic`] unless `path` already holds `content`; returns whether
+/// it wrote (callers signal daemons only on a real change).
+pub fn write_if_changed(path: &Path, content: &str) -> io::Result<bool> {
+    if fs::read_to_string(path).is_ok_and(|old| old == content) {
+        return Ok(false);
+    }
+    write_atomic(path, content.as_bytes())?;
+    Ok(true)
+}
+
 /// An exclusive `flock` on `<path>.lock`, released on drop.
 #[derive(Debug)]
 pub struct Lock {

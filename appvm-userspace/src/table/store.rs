@@ -64,15 +64,10 @@ pub fn update<T>(
 
 /// Renders the dnsmasq hosts file; returns whether its content changed.
 pub fn write_hosts(cfg: &BackendConfig, table: &Table) -> Result<bool, TableError> {
-    let content = hosts::render(table);
-    if fs::read_to_string(&cfg.hosts_file).is_ok_and(|old| old == content) {
-        return Ok(false);
-    }
-    atomic::write_atomic(&cfg.hosts_file, content.as_bytes()).map_err(|e| {
+    atomic::write_if_changed(&cfg.hosts_file, &hosts::render(table)).map_err(|e| {
         TableError::Io(format!(
             "cannot write hosts file {}: {e}",
             cfg.hosts_file.display()
         ))
-    })?;
-    Ok(true)
+    })
 }

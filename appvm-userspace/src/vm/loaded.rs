@@ -8,7 +8,7 @@ use appvm_common::{
 use aya::{
     Ebpf, EbpfError,
     maps::{Array, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{ProgramError, SchedClassifier, TestRun as _, TestRunOptions, Xdp},
+    programs::{Program, ProgramError, SchedClassifier, TestRun as _, TestRunOptions, Xdp},
 };
 
 use crate::policy_slots::PolicyMaps;
@@ -125,32 +125,22 @@ impl LoadedGuard {
 
     /// Zeroes every counter.
     pub fn reset_counters(&mut self) -> Result<(), MapError> {
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| {
-            MapError::SyscallError(aya::sys::SyscallError {
-                call: "nr_cpus",
-                io_error: e,
-            })
-        })?;
-        for reason in VmReason::ALL {
-            let zero = aya::maps::PerCpuValues::try_from(vec![Counter::default(); cpus])?;
-            self.counters.set(reason.index(), zero, 0)?;
-        }
-        Ok(())
+        counters::zero(&mut self.counters, VmReason::COUNT)
     }
 
     /// Runs the ingress XDP program on `frame`.
     pub fn run_ingress(&mut self, frame: &[u8], repeat: u32) -> Result<RunResult, LoadedError> {
-        self.run_xdp(vm::PROG_INGRESS, frame, repeat)
+        self.run(vm::PROG_INGRESS, frame, repeat)
     }
 
     /// Runs the XDP_PASS floor program (the cost of running any XDP program).
     pub fn run_floor(&mut self, frame: &[u8], repeat: u32) -> Result<RunResult, LoadedError> {
-        self.run_xdp(object::PROG_XDP_PASS_FLOOR, frame, repeat)
+        self.run(object::PROG_XDP_PASS_FLOOR, frame, repeat)
     }
 
     /// Runs the egress tcx program on `frame`.
     pub fn run_egress(&mut self, frame: &[u8], repeat: u32) -> Result<RunResult, LoadedError> {
-        self.run_tc(vm::PROG_EGRESS, frame, repeat)
+        self.run(vm::PROG_EGRESS, frame, repeat)
     }
 
     /// Runs the ingress VLAN stage on `frame`.
@@ -159,44 +149,34 @@ impl LoadedGuard {
         frame: &[u8],
         repeat: u32,
     ) -> Result<RunResult, LoadedError> {
-        self.run_tc(vm::PROG_INGRESS_VLAN, frame, repeat)
+        self.run(vm::PROG_INGRESS_VLAN, frame, repeat)
     }
 
-    fn run_xdp(
+    fn run(
         &mut self,
         name: &'static str,
         frame: &[u8],
         repeat: u32,
     ) -> Result<RunResult, LoadedError> {
-        let xdp: &mut Xdp = self
-            .ebpf
-            .program_mut(name)
-            .ok_or(LoadedError::Missing(name))?
-            .try_into()
-            .map_err(program_err(name))?;
-        let r = xdp
-            .test_run(options(frame, repeat))
-            .map_err(program_err(name))?;
-        Ok(result(&r))
+        test_run(&mut self.ebpf, name, frame, repeat)
     }
+}
 
-    fn run_tc(
-        &mut self,
-        name: &'static str,
-        frame: &[u8],
-        repeat: u32,
-    ) -> Result<RunResult, LoadedError> {
-        let tc: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(name)
-            .ok_or(LoadedError::Missing(name))?
-            .try_into()
-            .map_err(program_err(name))?;
-        let r = tc
-            .test_run(options(frame, repeat))
-            .map_err(program_err(name))?;
-        Ok(result(&r))
+/// `BPF_PROG_TEST_RUN` of the loaded program `name` (XDP or tc) on `frame`.
+pub(crate) fn test_run(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    frame: &[u8],
+    repeat: u32,
+) -> Result<RunResult, LoadedError> {
+    let opts = options(frame, repeat);
+    let r = match ebpf.program_mut(name).ok_or(LoadedError::Missing(name))? {
+        Program::Xdp(p) => p.test_run(opts),
+        Program::SchedClassifier(p) => p.test_run(opts),
+        _ => return Err(LoadedError::Missing(name)),
     }
+    .map_err(program_err(name))?;
+    Ok(result(&r))
 }
 
 fn options(frame: &[u8], repeat: u32) -> TestRunOptions<'_> {
