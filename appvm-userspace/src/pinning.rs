@@ -45,11 +45,12 @@ pub enum PinningError {
 }
 
 /// Runs `build` on a fresh staging directory for `dir`, then renames it to
-/// `dir`. On error, removes the staging directory and returns the error.
-pub fn staged<E: From<PinningError>>(
+/// `dir` and returns what `build` returned. On error, removes the staging
+/// directory and returns the error.
+pub fn staged<T, E: From<PinningError>>(
     dir: &Path,
-    build: impl FnOnce(&Path) -> Result<(), E>,
-) -> Result<(), E> {
+    build: impl FnOnce(&Path) -> Result<T, E>,
+) -> Result<T, E> {
     let root = dir.parent().unwrap_or(Path::new("/"));
     let name = dir.file_name().unwrap_or_default().to_string_lossy();
     // No dots: bpffs reserves them.
@@ -63,8 +64,8 @@ pub fn staged<E: From<PinningError>>(
             })
         })
         .and_then(|()| build(&staging))
-        .and_then(|()| {
-            fs::rename(&staging, dir).map_err(|source| {
+        .and_then(|built| {
+            fs::rename(&staging, dir).map(|()| built).map_err(|source| {
                 E::from(PinningError::Io {
                     what: "cannot move pins into",
                     path: dir.to_path_buf(),

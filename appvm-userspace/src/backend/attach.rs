@@ -104,23 +104,23 @@ pub fn ensure_attached(
     let public_index = netdev::ifindex(&public)?;
     let secure_index = netdev::ifindex(&secure)?;
     let dir = pin_dir(root);
-    let state = if dir.exists() {
+    if dir.exists() {
         check_pins(&dir, &public, public_index, &secure, secure_index)?;
-        Attached::Adopted
-    } else {
-        bpffs::ensure_root(root)?;
-        pinning::staged(&dir, |staging| {
-            attach_fresh(staging, &policy, table, cpus, &public, &secure)
-        })?;
-        Attached::Fresh
-    };
-    let mut maps = BackendMaps::open(&dir)?;
-    if maps.policy.active()? != policy {
-        maps.policy.install(&policy)?;
+        let mut maps = BackendMaps::open(&dir)?;
+        if maps.policy.active()? != policy {
+            maps.policy.install(&policy)?;
+        }
+        let mut syncer = Syncer::adopt(&maps)?;
+        let report = syncer.sync(&maps, table, cpus)?;
+        return Ok((Attached::Adopted, maps, syncer, report));
     }
-    let mut syncer = Syncer::adopt(&maps)?;
-    let report = syncer.sync(&maps, table, cpus)?;
-    Ok((state, maps, syncer, report))
+    bpffs::ensure_root(root)?;
+    // The fresh maps were filled in the staging directory: the syncer that
+    // filled them knows their content, nothing needs reading back.
+    let (syncer, report) = pinning::staged(&dir, |staging| {
+        attach_fresh(staging, &policy, table, cpus, &public, &secure)
+    })?;
+    Ok((Attached::Fresh, BackendMaps::open(&dir)?, syncer, report))
 }
 
 fn check_pins(
@@ -168,7 +168,7 @@ fn attach_fresh(
     cpus: usize,
     public: &str,
     secure: &str,
-) -> Result<(), BackendAttachError> {
+) -> Result<(Syncer, SyncReport), BackendAttachError> {
     let mut ebpf = object::open()?;
     let names: Vec<(&'static str, String)> = pins::MAPS.iter().map(|&m| (m, map_pin(m))).collect();
     let map_pins: Vec<(&'static str, &str)> = names.iter().map(|(m, p)| (*m, p.as_str())).collect();
@@ -177,7 +177,8 @@ fn attach_fresh(
     // Policy and table are in the maps before any program sees a packet.
     let mut maps = BackendMaps::open(staging)?;
     maps.policy.install(policy)?;
-    Syncer::default().sync(&maps, table, cpus)?;
+    let mut syncer = Syncer::default();
+    let report = syncer.sync(&maps, table, cpus)?;
     pinning::attach_tcx(
         &mut ebpf,
         staging,
@@ -209,7 +210,7 @@ fn attach_fresh(
             pin_link: pins::PIN_LINK_SECURE,
         },
     )?;
-    Ok(())
+    Ok((syncer, report))
 }
 
 /// Removes every backend pin (links first: that detaches the programs).
