@@ -49,6 +49,11 @@ pub enum ServiceError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot open the audit log {path}: {source}")]
+    Audit {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot count CPUs: {0}")]
     Cpus(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
@@ -165,7 +170,7 @@ fn open_audit(path: &Path) -> Result<Box<dyn Write + Send>, ServiceError> {
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|source| ServiceError::Watch {
+        .map_err(|source| ServiceError::Audit {
             path: path.to_path_buf(),
             source,
         })?;
