@@ -1,6 +1,26 @@
 //! A long-running child process (Nginx, dnsmasq) killed on drop.
 
-use std::process::{Child, Command, Stdio};
+use std::{
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+/// SIGTERM, then SIGKILL if `child` has not exited within `grace`.
+/// Returns the exit status when it exited by itself.
+pub fn terminate(mut child: Child, grace: Duration) -> Option<ExitStatus> {
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(child.kill());
+    drop(child.wait());
+    None
+}
 
 #[derive(Debug)]
 pub struct Daemon {
@@ -35,20 +55,9 @@ impl Daemon {
 
     /// SIGTERM (Nginx's master then stops its workers), SIGKILL after 3 s.
     pub fn stop(&mut self) {
-        let Some(mut c) = self.child.take() else {
-            return;
-        };
-        // SAFETY: plain kill(2) on our child.
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-        while std::time::Instant::now() < deadline {
-            if matches!(c.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+        if let Some(c) = self.child.take() {
+            terminate(c, Duration::from_secs(3));
         }
-        drop(c.kill());
-        drop(c.wait());
     }
 }
 

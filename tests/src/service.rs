@@ -84,19 +84,7 @@ impl BackendService {
 
     /// SIGTERM and wait (at most 10 s).
     pub fn terminate(mut self) -> Option<ExitStatus> {
-        let mut c = self.child.take()?;
-        // SAFETY: plain kill(2) on our child.
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = c.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        drop(c.kill());
-        drop(c.wait());
-        None
+        crate::daemon::terminate(self.child.take()?, Duration::from_secs(10))
     }
 
     /// Waits until the log has `needle` (at most `timeout`).

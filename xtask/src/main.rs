@@ -77,19 +77,13 @@ fn main() -> Result<()> {
         Task::Fuzz { count, seed } => {
             setup::run()?;
             cmd::cargo(&["build", "--release", "--workspace", "--bins"])?;
-            let mut fuzz = std::process::Command::new(cmd::target_dir().join("release/appvm-lab"));
-            fuzz.args(["fuzz", &count.to_string(), &seed.to_string()]);
-            cmd::run(fuzz)
+            lab_release(&["fuzz", &count.to_string(), &seed.to_string()])
         }
         Task::Bench { repeat, runs } => {
             setup::run()?;
             cmd::cargo(&["build", "--release", "--workspace", "--bins"])?;
-            let mut bench = std::process::Command::new(cmd::target_dir().join("release/appvm-lab"));
-            bench.args(["micro", &repeat.to_string(), &runs.to_string()]);
-            cmd::run(bench)?;
-            let mut sync = std::process::Command::new(cmd::target_dir().join("release/appvm-lab"));
-            sync.arg("sync");
-            cmd::run(sync)
+            lab_release(&["micro", &repeat.to_string(), &runs.to_string()])?;
+            lab_release(&["sync"])
         }
         Task::Lint => {
             cmd::cargo(&["fmt", "--all", "--check"])?;
@@ -103,4 +97,11 @@ fn main() -> Result<()> {
             ])
         }
     }
+}
+
+/// Runs the release build of `appvm-lab` with `args`.
+fn lab_release(args: &[&str]) -> Result<()> {
+    let mut lab = std::process::Command::new(cmd::target_dir().join("release/appvm-lab"));
+    lab.args(args);
+    cmd::run(lab)
 }
