@@ -6,9 +6,13 @@
 //! namespaces and a pin root of its own, and is removed on drop, also when a
 //! test panics.
 
+pub mod cpio;
 pub mod daemon;
 pub mod frames;
 pub mod fuzz;
+pub mod guest;
+pub mod guest_lab;
+pub mod initramfs;
 pub mod lab;
 pub mod micro;
 pub mod model;

@@ -51,7 +51,7 @@ pub struct Pathway {
     pub lab: Lab,
 }
 
-fn appvm(args: &[&str], config: &Path) -> Result<String, String> {
+pub fn appvm(args: &[&str], config: &Path) -> Result<String, String> {
     let out = run(Command::new(appvm_bin())
         .args(args)
         .env("APPVM_CONFIG", config))?;
@@ -69,7 +69,11 @@ fn appvm_on(host: &Host, args: &[&str], config: &Path) -> Result<String, String>
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) -> Result<(), String> {
+pub fn wait_for(
+    what: &str,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if ready() {
@@ -89,8 +93,17 @@ fn nginx_main(dir: &Path, body: &str) -> String {
 }
 
 impl Pathway {
-    /// Builds everything; on error, whatever started is stopped.
+    /// Builds everything, the VM a namespace; on error, whatever started
+    /// is stopped.
     pub fn start() -> Result<Self, String> {
+        let mut p = Self::start_backend()?;
+        p.boot_vm_ns().map(|()| p)
+    }
+
+    /// The backend side only (certificates, table entry, dnsmasq, Nginx,
+    /// `appvm backend run`): the VM, in its namespace or as a real guest,
+    /// boots afterwards.
+    pub fn start_backend() -> Result<Self, String> {
         let lab = Lab::with_dhcp_vm()?;
         let dir = lab.files();
         let mk = |p: &Path| fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()));
@@ -120,10 +133,10 @@ impl Pathway {
             config,
             lab,
         };
-        p.build().map(|()| p)
+        p.build_backend().map(|()| p)
     }
 
-    fn build(&mut self) -> Result<(), String> {
+    fn build_backend(&mut self) -> Result<(), String> {
         let (dir, config) = (self.dir.clone(), self.config.clone());
         let d = |s: &str| dir.join(s).display().to_string();
         // Certificates: the external name's, and the VM controller's.
@@ -224,7 +237,13 @@ impl Pathway {
             nginx_dir.join("nginx.pid").exists()
         })?;
         self.service = Some(BackendService::start(&self.lab, &config)?);
-        // The VM boots: guard first, then DHCP, then its HTTPS server.
+        Ok(())
+    }
+
+    /// The VM's namespace boots: guard first, then DHCP, then its HTTPS
+    /// server.
+    fn boot_vm_ns(&mut self) -> Result<(), String> {
+        let dir = self.dir.clone();
         let out = self.lab.appvm(
             &self.lab.vm,
             &[

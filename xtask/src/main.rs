@@ -3,11 +3,13 @@
 //! - `setup`: install what building and testing need (idempotent, fast when done)
 //! - `test`:  setup, build, then every test (unit, verdict, end-to-end)
 //! - `demo`:  setup, build, then the namespace lab
+//! - `vm-test`: setup, build, then the guard at the boot of a qemu guest
 //! - `lint`:  rustfmt and clippy, warnings as errors
 //! - `bench`: per-packet cost through BPF_PROG_TEST_RUN
 //! - `fuzz`:  differential fuzzing of the VM guard
 
 mod cmd;
+mod guest;
 mod setup;
 
 use anyhow::Result;
@@ -32,6 +34,8 @@ enum Task {
     },
     /// Set up, build, and run the namespace lab demo (needs root).
     Demo,
+    /// Boot a qemu guest with the guard on the lab's secure network (needs root).
+    VmTest,
     /// rustfmt --check and clippy -D warnings on every crate.
     Lint,
     /// Differential fuzzing of the VM guard against its reference model.
@@ -73,6 +77,15 @@ fn main() -> Result<()> {
             cmd::run(std::process::Command::new(
                 cmd::target_dir().join("debug/appvm-lab"),
             ))
+        }
+        Task::VmTest => {
+            setup::run()?;
+            cmd::cargo(&["build", "--workspace", "--bins"])?;
+            cmd::run({
+                let mut lab = std::process::Command::new(cmd::target_dir().join("debug/appvm-lab"));
+                lab.arg("guest");
+                lab
+            })
         }
         Task::Fuzz { count, seed } => {
             setup::run()?;

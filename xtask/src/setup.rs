@@ -7,7 +7,10 @@ use std::{path::Path, process::Command, time::Instant};
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::cmd::{self, output, succeeds};
+use crate::{
+    cmd::{self, output, succeeds},
+    guest,
+};
 
 /// Compiler with a precompiled `core` for bpfel-unknown-none.
 const DEBIAN_EBPF_TOOLCHAIN: &[&str] = &["rustc-web", "libstd-rust-web-dev-bpf"];
@@ -36,6 +39,7 @@ pub(crate) fn run() -> Result<()> {
     let upstream = nightly_has_rust_src();
     let linker_ok = bpf_linker_ok();
     let mut wanted: Vec<&str> = LAB_TOOLS.to_vec();
+    wanted.extend(guest::HOST_TOOLS);
     if !upstream {
         wanted.extend(DEBIAN_EBPF_TOOLCHAIN);
     }
@@ -51,8 +55,9 @@ pub(crate) fn run() -> Result<()> {
         install_bpf_linker()?;
     }
     mount_bpffs()?;
+    guest::ensure()?;
     eprintln!(
-        "setup: ready ({} eBPF toolchain, bpf-linker {BPF_LINKER_VERSION}, bpffs) in {:.2} s",
+        "setup: ready ({} eBPF toolchain, bpf-linker {BPF_LINKER_VERSION}, bpffs, qemu and guest kernel) in {:.2} s",
         if upstream {
             "rustup nightly + rust-src"
         } else {

@@ -5,6 +5,9 @@
 //!
 //! `appvm-lab micro [REPEAT] [RUNS]`: per-packet cost through
 //! `BPF_PROG_TEST_RUN` (`cargo xtask bench`).
+//!
+//! `appvm-lab guest`: the guard at the boot of a qemu guest on the lab's
+//! secure network (`cargo xtask vm-test`).
 
 use std::process::ExitCode;
 
@@ -18,9 +21,10 @@ fn main() -> ExitCode {
         Some("micro") => micro(&args[1..]),
         Some("sync") => sync(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
+        Some("guest") => guest(),
         Some(other) => {
             eprintln!(
-                "appvm-lab: unknown command {other:?} (demo | micro [REPEAT] [RUNS] | sync [N]...)"
+                "appvm-lab: unknown command {other:?} (demo | micro [REPEAT] [RUNS] | sync [N]... | fuzz [COUNT] [SEED] | guest)"
             );
             ExitCode::from(2)
         }
@@ -113,6 +117,35 @@ fn fuzz_report(result: Result<appvm_lab::fuzz::Report, String>) -> ExitCode {
             eprintln!("appvm-lab: fuzz failed: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn guest() -> ExitCode {
+    let report = match appvm_lab::guest_lab::run() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("appvm-lab: guest run failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{:<20} {:>10} {:>14}", "step", "wall (s)", "guest uptime");
+    for (step, wall, uptime) in &report.steps {
+        println!("{step:<20} {:>10.1} {uptime:>14}", wall.as_secs_f64());
+    }
+    println!();
+    print!("{}", appvm_lab::pathway::format_checks(&report.checks));
+    println!("\nthe guest's `appvm vm status --json` (non-zero counters, read off its console):");
+    for (reason, n) in &report.counters {
+        println!("  {reason:<32} {n:>8}");
+    }
+    println!(
+        "\nwhole run (lab, servers, image, boot, checks, power-off): {:.1} s",
+        report.total.as_secs_f64()
+    );
+    if report.checks.iter().all(appvm_lab::pathway::Check::ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
