@@ -8,12 +8,14 @@
 
 pub mod cpio;
 pub mod daemon;
+pub mod enforced;
 pub mod frames;
 pub mod fuzz;
 pub mod guest;
 pub mod guest_lab;
 pub mod initramfs;
 pub mod lab;
+pub mod load;
 pub mod micro;
 pub mod model;
 pub mod model_backend;
