@@ -255,10 +255,16 @@ impl Lab {
     /// Writes a backend config for this lab (pool 192.168.128.16/28) and
     /// returns its path.
     pub fn backend_config(&self, extra: &str) -> PathBuf {
+        self.backend_config_for("192.168.128.0/24", "192.168.128.16/28", extra)
+    }
+
+    /// [`Self::backend_config`] with another secure network and pool (a
+    /// large table needs a large pool).
+    pub fn backend_config_for(&self, secure_network: &str, vm_pool: &str, extra: &str) -> PathBuf {
         let dir = self.files();
         let path = dir.join("backend.toml");
         let text = format!(
-            "secure_network = \"192.168.128.0/24\"\nvm_pool = \"192.168.128.16/28\"\nbackend_ip = \"{}\"\nsecure_iface = \"{SEC_IF}\"\npublic_iface = \"{PUB_IF}\"\npublic_ip = \"{BACKEND_PUBLIC_IP}\"\npublic_port = {PUBLIC_PORT}\ntable = \"{}\"\nhosts_file = \"{}\"\n{extra}",
+            "secure_network = \"{secure_network}\"\nvm_pool = \"{vm_pool}\"\nbackend_ip = \"{}\"\nsecure_iface = \"{SEC_IF}\"\npublic_iface = \"{PUB_IF}\"\npublic_ip = \"{BACKEND_PUBLIC_IP}\"\npublic_port = {PUBLIC_PORT}\ntable = \"{}\"\nhosts_file = \"{}\"\n{extra}",
             self.backend.ip,
             dir.join("table.toml").display(),
             dir.join("secure-hosts").display(),

@@ -19,13 +19,19 @@ pub struct BackendService {
 static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl BackendService {
-    /// Starts the service and waits (at most 15 s) until it follows the table.
+    /// Starts the service and waits (at most 30 s) until it follows the table.
     pub fn start(lab: &Lab, config: &Path) -> Result<Self, String> {
         Self::start_with(lab, config, &[])
     }
 
     /// [`Self::start`] with extra `appvm backend run` arguments.
     pub fn start_with(lab: &Lab, config: &Path, extra: &[&str]) -> Result<Self, String> {
+        let mut service = Self::spawn(lab, config, extra)?;
+        service.wait_following().map(|()| service)
+    }
+
+    /// Starts the service without waiting for it.
+    pub fn spawn(lab: &Lab, config: &Path, extra: &[&str]) -> Result<Self, String> {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = lab.files().join(format!("backend-{n}.log"));
         let file = fs::File::create(&log).map_err(|e| e.to_string())?;
@@ -43,24 +49,28 @@ impl BackendService {
             .stderr(file)
             .spawn()
             .map_err(|e| format!("spawn appvm backend run: {e}"))?;
-        let mut service = Self {
+        Ok(Self {
             child: Some(child),
             log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
+        })
+    }
+
+    /// Waits (at most 30 s) until the service follows the table.
+    pub fn wait_following(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if service.log().contains("following") {
-                return Ok(service);
+            if self.log().contains("following") {
+                return Ok(());
             }
-            if let Some(status) = service
+            if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                return Err(format!("service exited ({status}): {}", service.log()));
+                return Err(format!("service exited ({status}): {}", self.log()));
             }
             if Instant::now() > deadline {
-                return Err(format!("service not ready after 15 s: {}", service.log()));
+                return Err(format!("service not ready after 30 s: {}", self.log()));
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -16,6 +16,8 @@ pub enum TableError {
     },
     #[error("{field} '{value}' is already in the table")]
     Duplicate { field: &'static str, value: String },
+    #[error("the table has {count} VMs; the kernel map holds at most {max}")]
+    TooLarge { count: usize, max: u32 },
     #[error("the VM pool {pool} is exhausted: no free address")]
     PoolExhausted { pool: String },
     #[error("no VM named '{0}' in the table")]

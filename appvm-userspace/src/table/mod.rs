@@ -11,6 +11,8 @@ pub mod store;
 
 use std::{collections::HashSet, net::Ipv4Addr};
 
+use appvm_common::backend::MAX_VMS;
+
 pub use entry::{TableEntry, TableError};
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +40,13 @@ impl Table {
     /// Checks every entry and their uniqueness (a hand-edited file too).
     /// Linear in the table's size: it runs on every change.
     pub fn validate(&self, cfg: &BackendConfig) -> Result<(), TableError> {
+        // Refused here, at the file: a sync would stop at the map's capacity.
+        if self.vms.len() > MAX_VMS as usize {
+            return Err(TableError::TooLarge {
+                count: self.vms.len(),
+                max: MAX_VMS,
+            });
+        }
         let (mut names, mut macs, mut ips) = (HashSet::new(), HashSet::new(), HashSet::new());
         for e in &self.vms {
             e.validate(cfg)?;
