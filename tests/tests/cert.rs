@@ -8,11 +8,10 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use appvm_lab::sys::appvm_bin;
+use appvm_lab::{certs::craft, sys::appvm_bin};
 use rcgen::{
     CertificateParams, DnType, IsCa, KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
 };
-use time::{Duration, OffsetDateTime};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -239,34 +238,6 @@ fn issue_writes_a_p256_self_signed_certificate_and_a_private_key() {
         ]),
         "invalid days",
     );
-}
-
-/// A certificate crafted with rcgen: `days` may be negative (expired).
-fn craft(
-    dir: &Path,
-    file: &str,
-    dns: &str,
-    alg: &'static rcgen::SignatureAlgorithm,
-    from_days: i64,
-    to_days: i64,
-    signer: Option<(&CertificateParams, &KeyPair)>,
-) -> String {
-    let key = KeyPair::generate_for(alg).expect("key");
-    let mut p = CertificateParams::new(vec![dns.to_owned()]).expect("params");
-    p.distinguished_name.push(DnType::CommonName, dns);
-    let now = OffsetDateTime::now_utc();
-    p.not_before = now + Duration::days(from_days);
-    p.not_after = now + Duration::days(to_days);
-    let cert = match signer {
-        Some((ca, ca_key)) => {
-            let issuer = rcgen::Issuer::from_params(ca, ca_key);
-            p.signed_by(&key, &issuer).expect("sign")
-        }
-        None => p.self_signed(&key).expect("self-sign"),
-    };
-    let path = dir.join(file);
-    std::fs::write(&path, cert.pem()).expect("write");
-    path.display().to_string()
 }
 
 #[test]

@@ -56,18 +56,43 @@ pub fn update<T>(
     let mut table = load_valid(cfg)?;
     let out = change(&mut table)?;
     table.validate(cfg)?;
-    atomic::write_atomic(&cfg.table, render(&table)?.as_bytes())
-        .map_err(|e| TableError::Io(format!("cannot write table {}: {e}", cfg.table.display())))?;
-    write_hosts(cfg, &table)?;
+    // Both files staged first: a hosts file that cannot be written leaves
+    // the table as it was too.
+    let table_file = atomic::stage(&cfg.table, render(&table)?.as_bytes())
+        .map_err(|e| table_write_error(cfg, &e))?;
+    let hosts_text = hosts::render(&table);
+    let hosts_file = if fs::read_to_string(&cfg.hosts_file).is_ok_and(|old| old == hosts_text) {
+        None
+    } else {
+        Some(
+            atomic::stage(&cfg.hosts_file, hosts_text.as_bytes())
+                .map_err(|e| hosts_write_error(cfg, &e))?,
+        )
+    };
+    table_file
+        .commit()
+        .map_err(|e| table_write_error(cfg, &e))?;
+    if let Some(hosts_file) = hosts_file {
+        hosts_file
+            .commit()
+            .map_err(|e| hosts_write_error(cfg, &e))?;
+    }
     Ok(out)
+}
+
+fn table_write_error(cfg: &BackendConfig, e: &io::Error) -> TableError {
+    TableError::Io(format!("cannot write table {}: {e}", cfg.table.display()))
+}
+
+fn hosts_write_error(cfg: &BackendConfig, e: &io::Error) -> TableError {
+    TableError::Io(format!(
+        "cannot write hosts file {}: {e}",
+        cfg.hosts_file.display()
+    ))
 }
 
 /// Renders the dnsmasq hosts file; returns whether its content changed.
 pub fn write_hosts(cfg: &BackendConfig, table: &Table) -> Result<bool, TableError> {
-    atomic::write_if_changed(&cfg.hosts_file, &hosts::render(table)).map_err(|e| {
-        TableError::Io(format!(
-            "cannot write hosts file {}: {e}",
-            cfg.hosts_file.display()
-        ))
-    })
+    atomic::write_if_changed(&cfg.hosts_file, &hosts::render(table))
+        .map_err(|e| hosts_write_error(cfg, &e))
 }
