@@ -27,6 +27,8 @@ pub const PUBLIC_PORT: u16 = 4443;
 pub const BACKEND_PUBLIC_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 pub const CLIENT_PUBLIC_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 50);
 pub const APP_PORT: u16 = 443;
+/// The backend's MAC on the public side.
+pub const BACKEND_PUBLIC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x10];
 
 /// One host of the lab.
 #[derive(Debug)]
@@ -148,9 +150,13 @@ impl Lab {
             "address",
             &appvm::vm::config::format_mac(pub_mac),
         ])?;
-        backend
-            .ns
-            .ip(&["link", "set", PUB_IF, "address", "02:00:00:00:01:10"])?;
+        backend.ns.ip(&[
+            "link",
+            "set",
+            PUB_IF,
+            "address",
+            &appvm::vm::config::format_mac(BACKEND_PUBLIC_MAC),
+        ])?;
         public.ip(&[
             "addr",
             "add",

@@ -6,6 +6,7 @@
 //! namespaces and a pin root of its own, and is removed on drop, also when a
 //! test panics.
 
+mod attacks;
 pub mod certs;
 pub mod cpio;
 pub mod daemon;

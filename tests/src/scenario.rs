@@ -86,8 +86,8 @@ fn counters(lab: &Lab) -> Result<BTreeMap<&'static str, u64>, String> {
     Ok(all)
 }
 
-struct Recorder<'a> {
-    lab: &'a Lab,
+pub(crate) struct Recorder<'a> {
+    pub(crate) lab: &'a Lab,
     rows: Vec<FlowRow>,
 }
 
@@ -168,7 +168,7 @@ impl Recorder<'_> {
 
     /// Sends raw frames from the rogue; "reaches" if the VM's packet socket
     /// saw any of them (it sees only what XDP passed).
-    fn raw(
+    pub(crate) fn raw(
         &mut self,
         what: &str,
         frames: Vec<Vec<u8>>,
@@ -178,23 +178,37 @@ impl Recorder<'_> {
     }
 
     /// Raw frames from the rogue on the secure network, watched for at `to`.
-    fn raw_to(
+    pub(crate) fn raw_to(
         &mut self,
         to: &Host,
         what: &str,
         frames: Vec<Vec<u8>>,
         counter: &'static str,
     ) -> Result<(), String> {
-        let lab = self.lab;
+        self.raw_from(&self.lab.rogue, to, SEC_IF, what, frames, counter)
+    }
+
+    /// Raw frames from `from` out of its `iface`, watched for on `to`'s
+    /// interface of the same name: blocked if none passed XDP there, and
+    /// `counter` must move by exactly the number of frames.
+    pub(crate) fn raw_from(
+        &mut self,
+        from: &Host,
+        to: &Host,
+        iface: &str,
+        what: &str,
+        frames: Vec<Vec<u8>>,
+        counter: &'static str,
+    ) -> Result<(), String> {
         let sent = frames.clone();
         self.flow(
-            format!("rogue -> {}: {what}", to.role),
+            format!("{} -> {}: {what}", from.role, to.role),
             Reach::Blocked,
             counter,
             Some(sent.len() as u64),
             || {
-                let sniffer = Sniffer::start(&to.ns, SEC_IF, Duration::from_secs(5))?;
-                send_frames(&lab.rogue.ns, SEC_IF, frames)?;
+                let sniffer = Sniffer::start(&to.ns, iface, Duration::from_secs(5))?;
+                send_frames(&from.ns, iface, frames)?;
                 std::thread::sleep(Duration::from_millis(150));
                 let seen = sniffer.finish();
                 let leaked = seen
@@ -385,6 +399,7 @@ pub fn run_lab(lab: &Lab) -> Result<LabRun, String> {
         vec![claim; n],
         "sec_in_drop_arp_spoof",
     )?;
+    crate::attacks::secure_evasions(&mut r, n)?;
 
     let syn = |src_ip, sport| frames::tcp_syn(rogue.mac, vm.mac, src_ip, vm.ip, sport, APP_PORT);
     let arp = frames::arp(1, rogue.mac, rogue.ip, [0; 6], vm.ip);
@@ -558,6 +573,7 @@ pub fn run_lab(lab: &Lab) -> Result<LabRun, String> {
         &[0; 240],
     );
     r.raw("rogue DHCP offer", vec![offer; n], "in_drop_dhcp_rogue")?;
+    crate::attacks::evasions(&mut r, n)?;
 
     let status_text = appvm_ok(lab, vm, &["vm", "status", "--iface", SEC_IF])?;
     let status_json = serde_json::from_str(&appvm_ok(
