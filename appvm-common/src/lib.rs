@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod backend_reason;
+pub mod bench;
 pub mod counter;
 pub mod event;
 pub mod pins;

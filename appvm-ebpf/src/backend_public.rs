@@ -70,6 +70,16 @@ fn classify(frame: &Frame, policy: &BackendPolicy) -> BackendReason {
     }
 }
 
+/// Whether the TCP segment at `l4` (its 20 bytes checked present) is a
+/// bare SYN: it opens a connection, so it is never a reply, and it is what
+/// a flood is made of. No flow lookup for it.
+#[inline(always)]
+fn bare_syn(frame: &Frame, l4: usize) -> bool {
+    frame
+        .read::<u8>(l4 + TCP_FLAGS)
+        .is_some_and(|f| f & (TCP_SYN | TCP_ACK) == TCP_SYN)
+}
+
 /// Whether `key` is a flow the backend opened, seen recently enough.
 #[inline(always)]
 fn is_reply(key: &FlowKey, policy: &BackendPolicy) -> bool {
@@ -114,6 +124,9 @@ fn ipv4(frame: &Frame, policy: &BackendPolicy) -> BackendReason {
     };
     if ip.proto == IPPROTO_TCP && ports.dst_be == policy.public_port_be {
         return BackendReason::PubPort;
+    }
+    if ip.proto == IPPROTO_TCP && bare_syn(frame, ETH_HLEN + ip.hdr_len) {
+        return BackendReason::PubPortClosed;
     }
     let key = key_v4(ip.proto, ip.src_be, ports.src_be, ip.dst_be, ports.dst_be);
     if is_reply(&key, policy) {
@@ -169,6 +182,9 @@ fn ipv6(frame: &Frame, policy: &BackendPolicy) -> BackendReason {
     };
     if proto == IPPROTO_TCP && dport == policy.public_port_be {
         return BackendReason::PubPort;
+    }
+    if proto == IPPROTO_TCP && bare_syn(frame, l4) {
+        return BackendReason::PubPortClosed;
     }
     if is_reply(&key_v6(proto, ip.src, sport, ip.dst, dport), policy) {
         BackendReason::PubReply

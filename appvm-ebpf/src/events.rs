@@ -8,12 +8,14 @@ use appvm_common::event::{
     TokenBucket,
 };
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     macros::map,
     maps::{Array, PerCpuArray, RingBuf},
 };
 
 use crate::{frame::Frame, headers::*, ipv4::Ipv4};
+
+const NS_PER_SEC: u64 = 1_000_000_000;
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);
@@ -57,24 +59,26 @@ fn take_token(now: u64) -> bool {
     let Some(b) = EVENT_BUCKET.get_ptr_mut(0) else {
         return false;
     };
-    // checked_div: a plain `/` brings a divide-by-zero panic path, which
-    // the verifier rejects (the panic handler never returns).
-    let ns_per_token = 1_000_000_000_u64
-        .checked_div(u64::from(rate))
-        .unwrap_or(1)
-        .max(1);
+    let rate = u64::from(rate);
     // SAFETY: per-CPU value, this CPU only.
     unsafe {
-        let earned = now
-            .wrapping_sub((*b).last_ns)
-            .checked_div(ns_per_token)
-            .unwrap_or(0);
-        if earned > 0 {
+        let elapsed = now.wrapping_sub((*b).last_ns);
+        // Under a flood the bucket is empty and no token has been earned
+        // since the last one: a multiplication and a compare, no division.
+        // Capped at 2 s (a longer gap refills the whole bucket anyway), so
+        // the product fits: 2e9 * u32::MAX < u64::MAX. (A saturating
+        // multiply would need 128-bit arithmetic, which BPF lacks.)
+        let scaled = elapsed.min(2 * NS_PER_SEC) * rate;
+        if scaled >= NS_PER_SEC {
+            let earned = scaled / NS_PER_SEC;
             (*b).tokens = ((*b).tokens + earned).min(u64::from(burst));
-            // Keep the remainder: the rate holds over time.
-            (*b).last_ns += earned * ns_per_token;
-            if now.wrapping_sub((*b).last_ns) > 1_000_000_000 {
+            if elapsed > NS_PER_SEC {
                 (*b).last_ns = now;
+            } else {
+                // Keep the remainder: the rate holds over time. checked_div:
+                // a plain `/` by a variable brings a divide-by-zero panic
+                // path, which the verifier rejects.
+                (*b).last_ns += (earned * NS_PER_SEC).checked_div(rate).unwrap_or(elapsed);
             }
         }
         if (*b).tokens == 0 {
@@ -88,14 +92,17 @@ fn take_token(now: u64) -> bool {
 /// Reports a dropped frame (if the rate limit allows).
 #[inline(always)]
 pub(crate) fn dropped(program: EventProgram, reason: u32, ifindex: u32, frame: &Frame) {
+    // The coarse clock (no TSC read) is plenty for a few events a second;
+    // the precise one is read only for an event that is sent.
     // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     if !take_token(now) {
         stat(EVENT_STAT_SUPPRESSED);
         return;
     }
     let mut e = DropEvent {
-        ts_ns: now,
+        // SAFETY: as above.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
         ifindex,
         reason,
         program: program as u8,

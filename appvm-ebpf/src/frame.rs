@@ -65,6 +65,20 @@ impl Frame {
         Some(unsafe { (at as *const T).read_unaligned() })
     }
 
+    /// Writes `value` at `offset`, or `None` if it would cross the end
+    /// (only the benchmark's generator writes).
+    #[inline(always)]
+    pub(crate) fn write<T: Copy>(&self, offset: usize, value: T) -> Option<()> {
+        let at = self.start + offset;
+        if at + size_of::<T>() > self.end {
+            return None;
+        }
+        // SAFETY: as in `read`: the bytes were just checked to lie inside
+        // the packet, which an XDP program may write.
+        unsafe { (at as *mut T).write_unaligned(value) };
+        Some(())
+    }
+
     /// Reads a big-endian `u16` at `offset`.
     #[inline(always)]
     pub(crate) fn be16(&self, offset: usize) -> Option<u16> {

@@ -27,6 +27,10 @@ pub(crate) const IPV4_FRAG_OFFSET: u16 = 0x1fff;
 pub(crate) const IPPROTO_TCP: u8 = 6;
 pub(crate) const IPPROTO_UDP: u8 = 17;
 pub(crate) const TCP_MIN_HLEN: usize = 20;
+/// Offset of the flags byte in the TCP header, and two of its bits.
+pub(crate) const TCP_FLAGS: usize = 13;
+pub(crate) const TCP_SYN: u8 = 0x02;
+pub(crate) const TCP_ACK: u8 = 0x10;
 pub(crate) const UDP_HLEN: usize = 8;
 
 /// ARP for Ethernet/IPv4, relative to the start of the ARP header.

@@ -7,6 +7,7 @@ mod backend_maps;
 mod backend_public;
 mod backend_public_egress;
 mod backend_secure;
+mod bench;
 mod count;
 mod debug_log;
 mod events;

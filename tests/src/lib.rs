@@ -21,6 +21,7 @@ pub mod load;
 pub mod micro;
 pub mod model;
 pub mod model_backend;
+pub mod net_bench;
 pub mod netns;
 pub mod pathway;
 pub mod probe;

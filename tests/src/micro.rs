@@ -11,7 +11,7 @@ use crate::frames::tcp_syn;
 /// One measured case: per-run nanoseconds per packet.
 #[derive(Debug, Clone)]
 pub struct Case {
-    pub name: &'static str,
+    pub name: String,
     pub ns: Vec<f64>,
     /// Program minus floor, per run.
     pub net: Vec<f64>,
@@ -82,14 +82,155 @@ pub fn run(repeat: u32, runs: usize) -> Result<Vec<Case>, String> {
         ));
     }
     let mut result = vec![Case {
-        name: "XDP_PASS floor",
+        name: "XDP_PASS floor".to_owned(),
         net: vec![0.0; floor.len()],
         ns: floor.clone(),
     }];
     for (name, ns) in cases {
         let net = ns.iter().zip(&floor).map(|(p, f)| p - f).collect();
-        result.push(Case { name, ns, net });
+        result.push(Case {
+            name: name.to_owned(),
+            ns,
+            net,
+        });
     }
+    Ok(result)
+}
+
+/// Keys a rotating case spreads over the table.
+const ROTATING_KEYS: u32 = 64;
+
+/// The backend programs: the secure interface's program on its allow and
+/// drop paths with `sizes` VMs in its map (one repeated key, and
+/// [`ROTATING_KEYS`] keys spread over the table), and the public
+/// program's two paths; each run interleaved with the XDP_PASS floor.
+pub fn backend(repeat: u32, runs: usize, sizes: &[u32]) -> Result<Vec<Case>, String> {
+    use appvm::{
+        backend::config::BackendConfig, backend::loaded::LoadedBackend, vm::policy::ip_be,
+    };
+
+    let pool = u32::from(Ipv4Addr::new(10, 1, 0, 0));
+    let public = Ipv4Addr::new(203, 0, 113, 10);
+    let client = Ipv4Addr::new(198, 51, 100, 7);
+    let (b_mac, other_mac) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 0x66]);
+    let mac_of = |i: u32| {
+        let b = i.to_be_bytes();
+        [0x02, 0x42, b[0], b[1], b[2], b[3]]
+    };
+    let config: BackendConfig = toml::from_str(&format!(
+        "secure_network = \"10.0.0.0/8\"\nvm_pool = \"10.1.0.0/16\"\nbackend_ip = \"10.0.0.1\"\npublic_ip = \"{public}\"\npublic_port = 4443\n"
+    ))
+    .map_err(|e| e.to_string())?;
+    let mut b = LoadedBackend::load().map_err(|e| e.to_string())?;
+    b.policy
+        .install(&config.to_policy().map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let mut guard = LoadedGuard::load().map_err(|e| e.to_string())?;
+    let backend_ip = Ipv4Addr::new(10, 0, 0, 1);
+    let from_vm = |i: u32, mac| {
+        tcp_syn(
+            mac,
+            b_mac,
+            Ipv4Addr::from(pool + i),
+            backend_ip,
+            40000,
+            8080,
+        )
+    };
+    let mut cases: Vec<Case> = Vec::new();
+    let mut floor = Vec::new();
+    let push = |cases: &mut Vec<Case>, name: String, ns: f64| match cases
+        .iter_mut()
+        .find(|c| c.name == name)
+    {
+        Some(c) => c.ns.push(ns),
+        None => cases.push(Case {
+            name,
+            ns: vec![ns],
+            net: Vec::new(),
+        }),
+    };
+    let mut added = 0;
+    for &size in sizes {
+        while added < size {
+            b.add_vm(ip_be(Ipv4Addr::from(pool + added)), mac_of(added))
+                .map_err(|e| e.to_string())?;
+            added += 1;
+        }
+        let keys: Vec<u32> = (0..ROTATING_KEYS)
+            .map(|k| (u64::from(k) * u64::from(size) / u64::from(ROTATING_KEYS)) as u32)
+            .collect();
+        for _ in 0..runs {
+            floor.push(
+                guard
+                    .run_floor(&from_vm(0, mac_of(0)), repeat)
+                    .map_err(|e| e.to_string())?
+                    .duration_ns as f64,
+            );
+            for (path, pinned) in [
+                ("allow (vm, pinned MAC)", true),
+                ("drop (pool IP, other MAC)", false),
+            ] {
+                let mac = |i| if pinned { mac_of(i) } else { other_mac };
+                let one = b
+                    .run_secure(&from_vm(size / 2, mac(size / 2)), repeat)
+                    .map_err(|e| e.to_string())?
+                    .duration_ns as f64;
+                push(&mut cases, format!("secure {path}, {size} VMs"), one);
+                let mut sum = 0.0;
+                for &k in &keys {
+                    sum += b
+                        .run_secure(&from_vm(k, mac(k)), (repeat / ROTATING_KEYS).max(1))
+                        .map_err(|e| e.to_string())?
+                        .duration_ns as f64;
+                }
+                push(
+                    &mut cases,
+                    format!("secure {path}, {size} VMs, {ROTATING_KEYS} keys"),
+                    sum / f64::from(ROTATING_KEYS),
+                );
+            }
+        }
+    }
+    let runs_per_size = runs;
+    for _ in 0..runs {
+        for (name, port) in [
+            ("public allow (SYN to :4443)", 4443),
+            ("public drop (SYN to :2222)", 2222),
+        ] {
+            let frame = tcp_syn(other_mac, b_mac, client, public, 40000, port);
+            let ns = b
+                .run_public(&frame, repeat)
+                .map_err(|e| e.to_string())?
+                .duration_ns as f64;
+            push(&mut cases, name.to_owned(), ns);
+        }
+        floor.push(
+            guard
+                .run_floor(&from_vm(0, mac_of(0)), repeat)
+                .map_err(|e| e.to_string())?
+                .duration_ns as f64,
+        );
+    }
+    // Net cost against the floor runs of the same size (or the public runs).
+    for c in &mut cases {
+        let floors: &[f64] = if c.name.starts_with("public") {
+            &floor[floor.len() - runs..]
+        } else {
+            let at = sizes
+                .iter()
+                .position(|s| c.name.contains(&format!(", {s} VMs")))
+                .unwrap_or(0);
+            &floor[at * runs_per_size..(at + 1) * runs_per_size]
+        };
+        c.net = c.ns.iter().zip(floors).map(|(p, f)| p - f).collect();
+    }
+    let mut result = vec![Case {
+        name: "XDP_PASS floor".to_owned(),
+        net: vec![0.0; floor.len()],
+        ns: floor,
+    }];
+    result.extend(cases);
     Ok(result)
 }
 

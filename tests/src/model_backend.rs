@@ -139,6 +139,10 @@ pub fn public_ingress(f: &[u8], p: &Policy, flows: &BTreeSet<Flow>) -> R {
                 if proto == 6 && dport == p.public_port {
                     return R::PubPort;
                 }
+                // A bare SYN (SYN without ACK) is never a reply.
+                if proto == 6 && f[14 + ihl + 13] & 0x12 == 0x02 {
+                    return R::PubPortClosed;
+                }
                 if flows.contains(&(proto, v4_key(src), sport, v4_key(dst), dport)) {
                     R::PubReply
                 } else if proto == 6 {
@@ -203,6 +207,9 @@ pub fn public_ingress(f: &[u8], p: &Policy, flows: &BTreeSet<Flow>) -> R {
             let (sport, dport) = (be16(f, 54), be16(f, 56));
             if next == 6 && dport == p.public_port {
                 return R::PubPort;
+            }
+            if next == 6 && f[54 + 13] & 0x12 == 0x02 {
+                return R::PubPortClosed;
             }
             if flows.contains(&(
                 next,

@@ -85,6 +85,25 @@ impl Netns {
             .map_err(|_panic| format!("thread in {} panicked", self.name))
     }
 
+    /// Like [`Self::run`], for a closure that borrows (aya objects, the
+    /// caller's state): attaching by interface index and
+    /// `BPF_PROG_TEST_RUN` act in the calling thread's namespace.
+    pub fn run_scoped<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, String> {
+        let file = File::open(self.path()).map_err(|e| format!("open {}: {e}", self.name))?;
+        thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    // SAFETY: a valid namespace fd; setns affects only this thread.
+                    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                        return Err(format!("cannot enter namespace {}", self.name));
+                    }
+                    Ok(f())
+                })
+                .join()
+                .map_err(|_panic| format!("thread in {} panicked", self.name))?
+        })
+    }
+
     /// Like [`Self::run`] without waiting.
     pub fn spawn<T: Send + 'static>(
         &self,

@@ -124,6 +124,8 @@ fn v6(next: u8, hop: u8, src: Ipv6Addr, dst: Ipv6Addr, payload: &[u8]) -> Vec<u8
     ethernet(B_MAC, GW_MAC, ETH_P_IPV6, &h)
 }
 
+const TCP_ACK: u8 = 0x10;
+
 fn tcp6(sport: u16, dport: u16) -> Vec<u8> {
     let mut t = vec![0; 20];
     t[0..2].copy_from_slice(&sport.to_be_bytes());
@@ -313,10 +315,18 @@ fn public_ipv6_when_configured() {
         f
     };
     h.expect(P::Egress, &out, R::PubOutTracked);
+    let mut syn_ack = tcp6(443, 40001);
+    syn_ack[13] |= TCP_ACK;
+    h.expect(
+        P::Public,
+        &v6(6, 64, CLIENT6, PUBLIC6, &syn_ack),
+        R::PubReply,
+    );
+    // A bare SYN opens a connection: never a reply, even on a known flow.
     h.expect(
         P::Public,
         &v6(6, 64, CLIENT6, PUBLIC6, &tcp6(443, 40001)),
-        R::PubReply,
+        R::PubPortClosed,
     );
 }
 
@@ -350,6 +360,12 @@ fn replies_to_flows_the_backend_opened() {
     h.expect(
         P::Public,
         &to_public(IPPROTO_TCP, &tcp(CLIENT, PUBLIC, 8081, 40000, 0x12, 1)),
+        R::PubPortClosed,
+    );
+    // A bare SYN opens a connection: never a reply, even on a known flow.
+    h.expect(
+        P::Public,
+        &to_public(IPPROTO_TCP, &tcp(CLIENT, PUBLIC, 8080, 40000, TCP_SYN, 1)),
         R::PubPortClosed,
     );
     h.expect(

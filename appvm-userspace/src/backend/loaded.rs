@@ -9,6 +9,7 @@ use appvm_common::{
 use aya::{
     Ebpf,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues},
+    programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
 
 use crate::{
@@ -99,6 +100,36 @@ impl LoadedBackend {
 
     pub fn run_secure(&mut self, frame: &[u8], repeat: u32) -> Result<RunResult, LoadedError> {
         self.run(pins::PROG_SECURE, frame, repeat)
+    }
+
+    /// Attaches the secure-interface program in driver mode to `ifindex`
+    /// (an interface of the calling thread's namespace), unpinned: the
+    /// network benchmark's receiver. `appvm backend run` attaches with pins.
+    pub fn attach_secure(&mut self, ifindex: u32) -> Result<XdpLinkId, LoadedError> {
+        self.secure_program()?
+            .attach_to_if_index(ifindex, XdpMode::Driver)
+            .map_err(|source| LoadedError::Program {
+                name: pins::PROG_SECURE,
+                source,
+            })
+    }
+
+    pub fn detach_secure(&mut self, link: XdpLinkId) -> Result<(), LoadedError> {
+        self.secure_program()?
+            .detach(link)
+            .map_err(|source| LoadedError::Program {
+                name: pins::PROG_SECURE,
+                source,
+            })
+    }
+
+    fn secure_program(&mut self) -> Result<&mut Xdp, LoadedError> {
+        let name = pins::PROG_SECURE;
+        self.ebpf
+            .program_mut(name)
+            .ok_or(LoadedError::Missing(name))?
+            .try_into()
+            .map_err(|source| LoadedError::Program { name, source })
     }
 
     fn run(

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Some("sync") => sync(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         Some("guest") => guest(),
+        Some("net") => net(&args[1..]),
         Some(other) => {
             eprintln!(
                 "appvm-lab: unknown command {other:?} (demo | micro [REPEAT] [RUNS] | sync [N]... | fuzz [COUNT] [SEED] | guest)"
@@ -44,9 +45,14 @@ fn micro(args: &[String]) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    match appvm_lab::micro::run(repeat, runs) {
-        Ok(cases) => {
-            print!("{}", appvm_lab::micro::format(&cases, repeat));
+    let guard = appvm_lab::micro::run(repeat, runs);
+    let backend = appvm_lab::micro::backend(repeat, runs, &[1, 1_000, 65_536]);
+    match guard.and_then(|g| backend.map(|b| (g, b))) {
+        Ok((guard, backend)) => {
+            println!("== VM guard");
+            print!("{}", appvm_lab::micro::format(&guard, repeat));
+            println!("== backend");
+            print!("{}", appvm_lab::micro::format(&backend, repeat));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -115,6 +121,46 @@ fn fuzz_report(result: Result<appvm_lab::fuzz::Report, String>) -> ExitCode {
         }
         Err(e) => {
             eprintln!("appvm-lab: fuzz failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `net [PACKETS] [ROUNDS]`: the network benchmark at 1,000 and 65,536 entries.
+fn net(args: &[String]) -> ExitCode {
+    let packets = args.first().and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let rounds = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20);
+    let dir = std::env::temp_dir().join(format!("appvm-net-bench-{}", std::process::id()));
+    drop(std::fs::create_dir_all(&dir));
+    let result = appvm_lab::net_bench::run(&[1_000, 65_536], packets, rounds, &dir);
+    drop(std::fs::remove_dir_all(&dir));
+    match result {
+        Ok(results) => {
+            for r in &results {
+                println!(
+                    "== {} entries: {} rounds of {} packets",
+                    r.entries, r.rounds, r.packets_per_run
+                );
+                for (what, expected, actual) in &r.checks {
+                    println!("  check {what:<44} expected {expected:>8} actual {actual:>8}");
+                }
+                for (config, _) in &r.per_round {
+                    println!("  {config:<16} median {:>8.1} ns/packet", r.median(config));
+                }
+                for (label, a, b) in appvm_lab::net_bench::RATIOS {
+                    let v = r.ratios(a, b);
+                    println!(
+                        "  {label:<24} median {:>5.2}  min {:>5.2}  max {:>5.2}",
+                        appvm_lab::net_bench::median(&v),
+                        v.first().copied().unwrap_or(f64::NAN),
+                        v.last().copied().unwrap_or(f64::NAN)
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("appvm-lab: net benchmark failed: {e}");
             ExitCode::FAILURE
         }
     }
