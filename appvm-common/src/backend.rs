@@ -83,10 +83,16 @@ pub struct VmEntry {
 
 const _: () = assert!(size_of::<VmEntry>() == 8);
 
-/// Per-VM traffic on the secure interface, per CPU; keyed like [`VmEntry`].
+/// One application VM's slot on the secure interface, per CPU; keyed like
+/// [`VmEntry`]. It carries a copy of the pinned MAC (the same on every
+/// CPU) beside this CPU's counters, so the program decides and counts with
+/// one lookup; [`VmEntry`]'s map is the table as userspace reads it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VmTraffic {
+    /// The MAC the VM's IP is pinned to.
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
     /// Frames from the VM (right IP, right MAC), passed.
     pub packets: u64,
     pub bytes: u64,
@@ -95,12 +101,29 @@ pub struct VmTraffic {
     pub spoofed_bytes: u64,
 }
 
-const _: () = assert!(size_of::<VmTraffic>() == 32);
+const _: () = assert!(size_of::<VmTraffic>() == 40);
 
 impl VmTraffic {
+    /// A new slot: the pinned MAC, no traffic yet.
+    #[must_use]
+    pub const fn pinned(mac: [u8; 6]) -> Self {
+        Self {
+            mac,
+            _pad: [0; 2],
+            packets: 0,
+            bytes: 0,
+            spoofed_packets: 0,
+            spoofed_bytes: 0,
+        }
+    }
+
+    /// The counters of two CPUs' slots added (the MAC is `o`'s: every
+    /// CPU's copy is the same).
     #[must_use]
     pub const fn add(self, o: Self) -> Self {
         Self {
+            mac: o.mac,
+            _pad: [0; 2],
             packets: self.packets.wrapping_add(o.packets),
             bytes: self.bytes.wrapping_add(o.bytes),
             spoofed_packets: self.spoofed_packets.wrapping_add(o.spoofed_packets),

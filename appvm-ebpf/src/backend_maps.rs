@@ -18,11 +18,18 @@ pub(crate) static BACKEND_POLICY: Array<BackendPolicy> =
 #[map]
 pub(crate) static BACKEND_POLICY_SLOT: Array<u32> = Array::with_max_entries(1, 0);
 
-/// The application-VM table: IP (network order) -> pinned MAC.
+/// The application-VM table as userspace reads it: IP (network order) ->
+/// pinned MAC. No program reads it: they use [`BACKEND_VM_TRAFFIC`].
 #[map]
+#[expect(
+    dead_code,
+    reason = "created and pinned with the object; read by userspace"
+)]
 pub(crate) static BACKEND_VMS: HashMap<u32, VmEntry> = HashMap::with_max_entries(MAX_VMS, 0);
 
-/// Per-VM counters, created and removed by userspace with the table.
+/// Per VM and per CPU: the pinned MAC and the VM's counters, created,
+/// changed and removed by userspace with the table. The secure program's
+/// one lookup.
 #[map]
 pub(crate) static BACKEND_VM_TRAFFIC: PerCpuHashMap<u32, VmTraffic> =
     PerCpuHashMap::with_max_entries(MAX_VMS, 0);

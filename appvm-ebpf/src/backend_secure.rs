@@ -2,13 +2,16 @@
 //! application-VM table. A pool IP must come from the MAC pinned to it; the
 //! backend's own IP never comes from outside. Per-VM counters by IP.
 
-use appvm_common::{BackendReason, backend::BackendPolicy};
+use appvm_common::{
+    BackendReason,
+    backend::{BackendPolicy, VmTraffic},
+};
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
 use appvm_common::event::EventProgram;
 
 use crate::{
-    backend_maps::{BACKEND_VM_TRAFFIC, BACKEND_VMS, active},
+    backend_maps::{BACKEND_VM_TRAFFIC, active},
     count::count_backend,
     events,
     frame::Frame,
@@ -20,15 +23,13 @@ use crate::{
 fn backend_secure(ctx: XdpContext) -> u32 {
     let frame = Frame::new(ctx.data(), ctx.data_end());
     let bytes = frame.len() as u64;
-    let (reason, vm_ip) = match active() {
+    let (reason, slot) = match active() {
         Some(policy) => classify(&frame, policy),
         None => (BackendReason::SecNoPolicy, None),
     };
     count_backend(reason, bytes);
     crate::debug_log::verdict!(&ctx, "backend_secure", reason);
-    if let Some(ip) = vm_ip {
-        account(ip, reason.passes(), bytes);
-    }
+    account(slot, reason.passes(), bytes);
     if reason.passes() {
         xdp_action::XDP_PASS
     } else {
@@ -42,10 +43,10 @@ fn backend_secure(ctx: XdpContext) -> u32 {
     }
 }
 
-/// Adds to the per-VM counters of the VM whose IP the frame carried.
+/// Adds to the counters of the VM whose IP the frame carried.
 #[inline(always)]
-fn account(ip_be: u32, passed: bool, bytes: u64) {
-    if let Some(t) = BACKEND_VM_TRAFFIC.get_ptr_mut(ip_be) {
+fn account(slot: Option<*mut VmTraffic>, passed: bool, bytes: u64) {
+    if let Some(t) = slot {
         // SAFETY: per-CPU map value, written only by this CPU.
         unsafe {
             if passed {
@@ -59,16 +60,23 @@ fn account(ip_be: u32, passed: bool, bytes: u64) {
     }
 }
 
-/// Whether `ip_be` is pinned to `mac` in the table.
+/// This CPU's slot of the VM at `ip_be`: its pinned MAC and its counters,
+/// in one lookup.
 #[inline(always)]
-fn pinned_to(ip_be: u32, mac: [u8; 6]) -> bool {
-    // SAFETY: the value is read by copy; a concurrent table update replaces
-    // the element as a whole.
-    unsafe { BACKEND_VMS.get(ip_be) }.is_some_and(|e| e.mac == mac)
+fn vm_slot(ip_be: u32) -> Option<*mut VmTraffic> {
+    BACKEND_VM_TRAFFIC.get_ptr_mut(ip_be)
+}
+
+/// Whether `slot` exists and pins `mac`.
+#[inline(always)]
+fn pins(slot: Option<*mut VmTraffic>, mac: [u8; 6]) -> bool {
+    // SAFETY: a map value of this CPU; userspace replaces the MAC only
+    // with a whole new value (a torn read fails the compare: a drop).
+    slot.is_some_and(|s| unsafe { (*s).mac } == mac)
 }
 
 #[inline(always)]
-fn classify(frame: &Frame, policy: &BackendPolicy) -> (BackendReason, Option<u32>) {
+fn classify(frame: &Frame, policy: &BackendPolicy) -> (BackendReason, Option<*mut VmTraffic>) {
     let (Some(ethertype), Some(src_mac)) = (frame.be16(ETH_TYPE), frame.read::<[u8; 6]>(ETH_SRC))
     else {
         return (BackendReason::SecTruncated, None);
@@ -84,10 +92,13 @@ fn classify(frame: &Frame, policy: &BackendPolicy) -> (BackendReason, Option<u32
                 (BackendReason::SecSpoofedBackendIp, None)
             } else if !policy.in_pool(ip.src_be) {
                 (BackendReason::SecOther, None)
-            } else if pinned_to(ip.src_be, src_mac) {
-                (BackendReason::SecVm, Some(ip.src_be))
             } else {
-                (BackendReason::SecSpoofedVmIp, Some(ip.src_be))
+                let slot = vm_slot(ip.src_be);
+                if pins(slot, src_mac) {
+                    (BackendReason::SecVm, slot)
+                } else {
+                    (BackendReason::SecSpoofedVmIp, slot)
+                }
             }
         }
         ETH_P_ARP => {
@@ -109,10 +120,13 @@ fn classify(frame: &Frame, policy: &BackendPolicy) -> (BackendReason, Option<u32
                 (BackendReason::SecArpSpoof, None)
             } else if !policy.in_pool(spa) {
                 (BackendReason::SecOther, None)
-            } else if sha == src_mac && pinned_to(spa, sha) {
-                (BackendReason::SecArpVm, Some(spa))
             } else {
-                (BackendReason::SecArpSpoof, Some(spa))
+                let slot = vm_slot(spa);
+                if sha == src_mac && pins(slot, sha) {
+                    (BackendReason::SecArpVm, slot)
+                } else {
+                    (BackendReason::SecArpSpoof, slot)
+                }
             }
         }
         ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ_9100 => (BackendReason::SecVlan, None),

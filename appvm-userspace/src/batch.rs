@@ -59,20 +59,35 @@ pub fn update<K: Pod, V: Pod>(map: BorrowedFd<'_>, keys: &[K], values: &[V]) -> 
     )
 }
 
-/// Inserts `keys` into a per-CPU map with every CPU's value zeroed.
-pub fn insert_zeroed_percpu<K: Pod, V: Pod>(
+/// Inserts or replaces `keys[i]` in a per-CPU map, with the values of
+/// every CPU given: `values[i * cpus + c]` is CPU `c`'s, in one syscall.
+pub fn update_percpu<K: Pod, V: Pod>(
     map: BorrowedFd<'_>,
     keys: &[K],
+    values: &[V],
     cpus: usize,
 ) -> io::Result<()> {
-    // Per-CPU values are laid out per CPU, each rounded up to 8 bytes.
-    let per_value = size_of::<V>().next_multiple_of(8) * cpus;
-    let zeros = vec![0_u8; per_value * keys.len()];
+    if keys.len() * cpus != values.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "per-CPU values do not match keys x CPUs",
+        ));
+    }
+    // The kernel lays per-CPU values out rounded up to 8 bytes each.
+    let stride = size_of::<V>().next_multiple_of(8);
+    let mut bytes = vec![0_u8; stride * values.len()];
+    for (chunk, v) in bytes.chunks_exact_mut(stride).zip(values) {
+        // SAFETY: `V: Pod` is plain data of `size_of::<V>()` bytes.
+        let raw = unsafe {
+            std::slice::from_raw_parts(std::ptr::from_ref(v).cast::<u8>(), size_of::<V>())
+        };
+        chunk[..raw.len()].copy_from_slice(raw);
+    }
     batch(
         BPF_MAP_UPDATE_BATCH,
         map,
         keys.as_ptr().cast(),
-        zeros.as_ptr(),
+        bytes.as_ptr(),
         keys.len(),
     )
 }

@@ -9,8 +9,31 @@ use std::{
 
 use appvm::backend::{attach::pin_dir, maps::BackendMaps};
 
-/// (IP, MAC) pairs in the pinned VM map under `pin_root`.
+/// (IP, MAC) pairs the secure program enforces (its per-VM slots, which
+/// must agree on every CPU) under `pin_root`.
 pub fn map_pairs(pin_root: &Path) -> Result<BTreeSet<(Ipv4Addr, String)>, String> {
+    let maps = BackendMaps::open(&pin_dir(pin_root)).map_err(|e| e.to_string())?;
+    let mut pairs = BTreeSet::new();
+    for ip in maps.traffic.keys() {
+        let ip = ip.map_err(|e| e.to_string())?;
+        let per_cpu = maps.traffic.get(&ip, 0).map_err(|e| e.to_string())?;
+        let macs: BTreeSet<[u8; 6]> = per_cpu.iter().map(|t| t.mac).collect();
+        let [mac] = macs.into_iter().collect::<Vec<_>>()[..] else {
+            return Err(format!(
+                "VM slot {:?}: CPUs disagree on the MAC",
+                Ipv4Addr::from(u32::from_be(ip))
+            ));
+        };
+        pairs.insert((
+            Ipv4Addr::from(u32::from_be(ip)),
+            appvm::vm::config::format_mac(mac),
+        ));
+    }
+    Ok(pairs)
+}
+
+/// (IP, MAC) pairs in the VM map userspace reads.
+pub fn entry_pairs(pin_root: &Path) -> Result<BTreeSet<(Ipv4Addr, String)>, String> {
     let maps = BackendMaps::open(&pin_dir(pin_root)).map_err(|e| e.to_string())?;
     maps.vms
         .iter()
@@ -32,8 +55,8 @@ pub fn table_pairs(table: &Path) -> Result<BTreeSet<(Ipv4Addr, String)>, String>
     Ok(t.vms.into_iter().map(|e| (e.ip, e.mac)).collect())
 }
 
-/// Waits until the map holds exactly the table's pairs; the difference
-/// when it does not within `timeout`.
+/// Waits until both maps hold exactly the table's pairs; the difference
+/// when they do not within `timeout`.
 pub fn wait_map_equals_table(
     pin_root: &Path,
     table: &Path,
@@ -42,7 +65,7 @@ pub fn wait_map_equals_table(
     let deadline = Instant::now() + timeout;
     loop {
         let (map, want) = (map_pairs(pin_root)?, table_pairs(table)?);
-        if map == want {
+        if map == want && entry_pairs(pin_root)? == want {
             return Ok(());
         }
         if Instant::now() >= deadline {

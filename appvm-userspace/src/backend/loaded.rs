@@ -55,12 +55,13 @@ impl LoadedBackend {
         })
     }
 
-    /// Adds a VM to the kernel table with zeroed per-VM counters.
+    /// Adds a VM to the kernel table: its slot (the pinned MAC, zeroed
+    /// counters), then its entry.
     pub fn add_vm(&mut self, ip_be: u32, mac: [u8; 6]) -> Result<(), MapError> {
         let cpus = counters::cpus()?;
         self.traffic.insert(
             ip_be,
-            PerCpuValues::try_from(vec![VmTraffic::default(); cpus])?,
+            PerCpuValues::try_from(vec![VmTraffic::pinned(mac); cpus])?,
             0,
         )?;
         self.vms.insert(ip_be, VmEntry { mac, _pad: [0; 2] }, 0)

@@ -59,20 +59,29 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    /// Reads the kernel maps as they are (after a restart), and drops
-    /// per-VM counters left without a VM by an interrupted sync.
+    /// Reads the kernel maps as they are (after a restart). A VM counts as
+    /// known only where both maps agree on its MAC; per-VM slots without a
+    /// VM entry (an interrupted sync) are removed: the next sync writes
+    /// back whatever the table wants.
     pub fn adopt(maps: &BackendMaps) -> Result<Self, SyncError> {
-        let mut known = BTreeMap::new();
+        let mut entries = BTreeMap::new();
         for item in maps.vms.iter() {
             let (ip, entry) = item?;
-            known.insert(ip, entry);
+            entries.insert(ip, entry);
         }
-        let orphans: Vec<u32> = maps
-            .traffic
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|ip| !known.contains_key(ip))
-            .collect();
+        let mut known = BTreeMap::new();
+        let mut orphans = Vec::new();
+        for ip in maps.traffic.keys() {
+            let ip = ip?;
+            let slot_mac = maps.traffic.get(&ip, 0)?.iter().next().map(|t| t.mac);
+            match entries.get(&ip) {
+                Some(entry) if slot_mac == Some(entry.mac) => {
+                    known.insert(ip, *entry);
+                }
+                Some(_) => {}
+                None => orphans.push(ip),
+            }
+        }
         batch::delete(maps.traffic_fd(), &orphans).map_err(SyncError::Write)?;
         Ok(Self { known })
     }
@@ -86,10 +95,11 @@ impl Syncer {
         self.known.is_empty()
     }
 
-    /// Updates the maps to `table`: counters for new VMs, then new and
-    /// changed entries in one batch, then removals (VM entry first, its
-    /// counters after). Each entry is replaced atomically: a VM in both
-    /// the old and the new table is never absent.
+    /// Updates the maps to `table`. The per-VM slots are what the program
+    /// enforces: new and changed VMs get theirs first (a changed MAC keeps
+    /// the VM's counters), then the VM entries; removals take the slot
+    /// first. Each entry is replaced whole: a VM in both the old and the
+    /// new table is never absent.
     pub fn sync(
         &mut self,
         maps: &BackendMaps,
@@ -108,15 +118,29 @@ impl Syncer {
             entries: want.len(),
             ..SyncReport::default()
         };
-        let (mut keys, mut values, mut new) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut keys, mut values, mut slots) = (Vec::new(), Vec::new(), Vec::new());
         for (ip, entry) in &want {
-            match self.known.get(ip) {
+            let counters = match self.known.get(ip) {
                 Some(old) if old == entry => continue,
-                Some(_) => report.changed += 1,
+                Some(_) => {
+                    report.changed += 1;
+                    // Keep what the VM has counted so far.
+                    maps.traffic.get(ip, 0).ok()
+                }
                 None => {
                     report.added += 1;
-                    new.push(*ip);
+                    None
                 }
+            };
+            let pinned = VmTraffic::pinned(entry.mac);
+            match counters {
+                Some(per_cpu) if per_cpu.len() == cpus => {
+                    slots.extend(per_cpu.iter().map(|t| VmTraffic {
+                        mac: entry.mac,
+                        ..*t
+                    }));
+                }
+                _ => slots.extend(std::iter::repeat_n(pinned, cpus)),
             }
             keys.push(*ip);
             values.push(*entry);
@@ -128,11 +152,10 @@ impl Syncer {
             .copied()
             .collect();
         report.removed = gone.len();
-        batch::insert_zeroed_percpu::<u32, VmTraffic>(maps.traffic_fd(), &new, cpus)
-            .map_err(SyncError::Write)?;
+        batch::update_percpu(maps.traffic_fd(), &keys, &slots, cpus).map_err(SyncError::Write)?;
         batch::update(maps.vms_fd(), &keys, &values).map_err(SyncError::Write)?;
-        batch::delete(maps.vms_fd(), &gone).map_err(SyncError::Write)?;
         batch::delete(maps.traffic_fd(), &gone).map_err(SyncError::Write)?;
+        batch::delete(maps.vms_fd(), &gone).map_err(SyncError::Write)?;
         self.known = want;
         report.micros = started.elapsed().as_micros();
         Ok(report)
