@@ -112,6 +112,10 @@ pub fn snapshot(root: &Path, table: Option<&Table>) -> Result<Snapshot, String> 
                 bytes: c.bytes,
             })
             .collect();
+        // IP -> name once: a search per VM would be quadratic.
+        let names: std::collections::BTreeMap<Ipv4Addr, &str> = table
+            .map(|t| t.vms.iter().map(|e| (e.ip, e.name.as_str())).collect())
+            .unwrap_or_default();
         let mut vms = Vec::new();
         let mut table_size = 0;
         for item in maps.vms.keys() {
@@ -122,9 +126,9 @@ pub fn snapshot(root: &Path, table: Option<&Table>) -> Result<Snapshot, String> 
                 .vm_traffic(ip_be)
                 .map_err(|e| e.to_string())?
                 .unwrap_or_default();
-            let name = table
-                .and_then(|t| t.vms.iter().find(|e| e.ip == ip))
-                .map_or_else(|| ip.to_string(), |e| e.name.clone());
+            let name = names
+                .get(&ip)
+                .map_or_else(|| ip.to_string(), |n| (*n).to_owned());
             vms.push(VmTrafficStats {
                 name,
                 ip,

@@ -7,7 +7,9 @@
 //! test panics.
 
 mod attacks;
+pub mod bench_report;
 pub mod certs;
+pub mod control_bench;
 pub mod cpio;
 pub mod daemon;
 pub mod enforced;

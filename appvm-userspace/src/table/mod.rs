@@ -36,9 +36,16 @@ pub struct AddRequest {
     pub ports: Vec<i64>,
 }
 
+/// The smallest value that occurs more than once.
+fn first_duplicate<T: Ord + Copy>(mut values: Vec<T>) -> Option<T> {
+    values.sort_unstable();
+    values.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
+}
+
 impl Table {
     /// Checks every entry and their uniqueness (a hand-edited file too).
-    /// Linear in the table's size: it runs on every change.
+    /// Sorts rather than hashes (n log n, cheap for 65,536 entries): it
+    /// runs on every change.
     pub fn validate(&self, cfg: &BackendConfig) -> Result<(), TableError> {
         // Refused here, at the file: a sync would stop at the map's capacity.
         if self.vms.len() > MAX_VMS as usize {
@@ -47,21 +54,30 @@ impl Table {
                 max: MAX_VMS,
             });
         }
-        let (mut names, mut macs, mut ips) = (HashSet::new(), HashSet::new(), HashSet::new());
         for e in &self.vms {
             e.validate(cfg)?;
-            let duplicate = if !names.insert(e.name.as_str()) {
-                Some(("name", e.name.clone()))
-            } else if !macs.insert(e.mac.as_str()) {
-                Some(("mac", e.mac.clone()))
-            } else if !ips.insert(e.ip) {
-                Some(("ip", e.ip.to_string()))
-            } else {
-                None
-            };
-            if let Some((field, value)) = duplicate {
-                return Err(TableError::Duplicate { field, value });
-            }
+        }
+        // Duplicates by sorting: no hashing of 65,536 strings per change.
+        let names: Vec<&str> = self.vms.iter().map(|e| e.name.as_str()).collect();
+        let macs: Vec<&str> = self.vms.iter().map(|e| e.mac.as_str()).collect();
+        let ips: Vec<Ipv4Addr> = self.vms.iter().map(|e| e.ip).collect();
+        if let Some(name) = first_duplicate(names) {
+            return Err(TableError::Duplicate {
+                field: "name",
+                value: name.to_owned(),
+            });
+        }
+        if let Some(mac) = first_duplicate(macs) {
+            return Err(TableError::Duplicate {
+                field: "mac",
+                value: mac.to_owned(),
+            });
+        }
+        if let Some(ip) = first_duplicate(ips) {
+            return Err(TableError::Duplicate {
+                field: "ip",
+                value: ip.to_string(),
+            });
         }
         Ok(())
     }

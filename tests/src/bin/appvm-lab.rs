@@ -3,8 +3,10 @@
 //! cleans up. Exits non-zero if any flow differs from its expectation.
 //! Run through `cargo xtask demo`, which does the set-up and builds first.
 //!
-//! `appvm-lab micro [REPEAT] [RUNS]`: per-packet cost through
-//! `BPF_PROG_TEST_RUN` (`cargo xtask bench`).
+//! `appvm-lab bench [--repeat N] [--runs N] [--packets N] [--rounds N]
+//! [--changes N] [--json FILE]`: every benchmark (`cargo xtask bench`);
+//! `appvm-lab micro [REPEAT] [RUNS]`: only the per-packet cost through
+//! `BPF_PROG_TEST_RUN`.
 //!
 //! `appvm-lab guest`: the guard at the boot of a qemu guest on the lab's
 //! secure network (`cargo xtask vm-test`).
@@ -19,16 +21,137 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         None | Some("demo") => demo(),
         Some("micro") => micro(&args[1..]),
-        Some("sync") => sync(&args[1..]),
+        Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         Some("guest") => guest(),
-        Some("net") => net(&args[1..]),
         Some(other) => {
             eprintln!(
-                "appvm-lab: unknown command {other:?} (demo | micro [REPEAT] [RUNS] | sync [N]... | fuzz [COUNT] [SEED] | guest)"
+                "appvm-lab: unknown command {other:?} (demo | bench [--json FILE]... | micro [REPEAT] [RUNS] | fuzz [COUNT] [SEED] | guest)"
             );
             ExitCode::from(2)
         }
+    }
+}
+
+/// The value after `--name` in `args`, parsed, or `default`.
+fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn stats_off() -> bool {
+    let on = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+        .is_ok_and(|s| s.trim() != "0");
+    if on {
+        eprintln!(
+            "appvm-lab: kernel.bpf_stats_enabled is on (adds ~100 ns per run): turn it off to time"
+        );
+    }
+    !on
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpus} x {cpu}, Linux {}", kernel.trim())
+}
+
+fn today() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Every benchmark: micro, net, sync, control plane.
+fn bench(args: &[String]) -> ExitCode {
+    if !stats_off() {
+        return ExitCode::FAILURE;
+    }
+    let repeat = flag(args, "--repeat", 1_000_000);
+    let runs = flag(args, "--runs", 11);
+    let packets = flag(args, "--packets", 200_000);
+    let rounds = flag(args, "--rounds", 20);
+    let changes = flag(args, "--changes", 200);
+    let json: Option<String> = flag(args, "--json", String::new()).into();
+    // `--only micro|net|sync|control`: one section (while working on it).
+    let only: String = flag(args, "--only", String::new());
+    let wanted = |section: &str| only.is_empty() || only == section;
+    let dir = std::env::temp_dir().join(format!("appvm-bench-{}", std::process::id()));
+    drop(std::fs::create_dir_all(&dir));
+    let result = (|| -> Result<appvm_lab::bench_report::Report, String> {
+        let (mut guard, mut backend, mut net, mut sync, mut control) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        if wanted("micro") {
+            eprintln!("bench: micro (BPF_PROG_TEST_RUN)");
+            guard = appvm_lab::micro::run(repeat, runs)?;
+            backend = appvm_lab::micro::backend(repeat, runs, &[1, 1_000, 65_536])?;
+        }
+        if wanted("net") {
+            eprintln!("bench: net (live frames through a veth)");
+            net = appvm_lab::net_bench::run(&[1_000, 65_536], packets, rounds, &dir)?;
+        }
+        if wanted("sync") {
+            eprintln!("bench: sync");
+            sync = [1_000, 10_000, 65_536]
+                .into_iter()
+                .map(|n| appvm_lab::micro::sync(n).map(|(full, one)| (n, full, one)))
+                .collect::<Result<Vec<_>, _>>()?;
+        }
+        if wanted("control") {
+            eprintln!("bench: control plane");
+            control = [1_000, 65_536]
+                .into_iter()
+                .map(|n| appvm_lab::control_bench::run(n, changes))
+                .collect::<Result<Vec<_>, _>>()?;
+        }
+        Ok(appvm_lab::bench_report::Report {
+            date: today(),
+            machine: machine(),
+            repeat,
+            guard,
+            backend,
+            net,
+            sync,
+            control,
+        })
+    })();
+    drop(std::fs::remove_dir_all(&dir));
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("appvm-lab: bench failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", report.format());
+    if let Some(path) = json.filter(|p| !p.is_empty()) {
+        let text = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
+        if let Err(e) = std::fs::write(&path, text + "\n") {
+            eprintln!("appvm-lab: cannot write {path}: {e}");
+            return ExitCode::FAILURE;
+        }
+        println!("\nJSON written to {path}");
+    }
+    if report.checks_ok() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "appvm-lab: a configuration of the net benchmark did not drop or pass exactly what it should"
+        );
+        ExitCode::FAILURE
     }
 }
 
@@ -38,11 +161,7 @@ fn micro(args: &[String]) -> ExitCode {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let runs = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(11);
-    if std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|s| s.trim() != "0")
-    {
-        eprintln!(
-            "appvm-lab: kernel.bpf_stats_enabled is on (adds ~100 ns per run): turn it off to time"
-        );
+    if !stats_off() {
         return ExitCode::FAILURE;
     }
     let guard = appvm_lab::micro::run(repeat, runs);
@@ -126,46 +245,6 @@ fn fuzz_report(result: Result<appvm_lab::fuzz::Report, String>) -> ExitCode {
     }
 }
 
-/// `net [PACKETS] [ROUNDS]`: the network benchmark at 1,000 and 65,536 entries.
-fn net(args: &[String]) -> ExitCode {
-    let packets = args.first().and_then(|a| a.parse().ok()).unwrap_or(200_000);
-    let rounds = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20);
-    let dir = std::env::temp_dir().join(format!("appvm-net-bench-{}", std::process::id()));
-    drop(std::fs::create_dir_all(&dir));
-    let result = appvm_lab::net_bench::run(&[1_000, 65_536], packets, rounds, &dir);
-    drop(std::fs::remove_dir_all(&dir));
-    match result {
-        Ok(results) => {
-            for r in &results {
-                println!(
-                    "== {} entries: {} rounds of {} packets",
-                    r.entries, r.rounds, r.packets_per_run
-                );
-                for (what, expected, actual) in &r.checks {
-                    println!("  check {what:<44} expected {expected:>8} actual {actual:>8}");
-                }
-                for (config, _) in &r.per_round {
-                    println!("  {config:<16} median {:>8.1} ns/packet", r.median(config));
-                }
-                for (label, a, b) in appvm_lab::net_bench::RATIOS {
-                    let v = r.ratios(a, b);
-                    println!(
-                        "  {label:<24} median {:>5.2}  min {:>5.2}  max {:>5.2}",
-                        appvm_lab::net_bench::median(&v),
-                        v.first().copied().unwrap_or(f64::NAN),
-                        v.last().copied().unwrap_or(f64::NAN)
-                    );
-                }
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("appvm-lab: net benchmark failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 fn guest() -> ExitCode {
     let report = match appvm_lab::guest_lab::run() {
         Ok(r) => r,
@@ -193,32 +272,6 @@ fn guest() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
-}
-
-fn sync(args: &[String]) -> ExitCode {
-    let sizes: Vec<usize> = if args.is_empty() {
-        vec![1_000, 10_000, 65_536]
-    } else {
-        args.iter().filter_map(|a| a.parse().ok()).collect()
-    };
-    println!(
-        "{:>8} {:>16} {:>16}",
-        "entries", "full sync (ms)", "one change (ms)"
-    );
-    for n in sizes {
-        match appvm_lab::micro::sync(n) {
-            Ok((full, one)) => println!(
-                "{n:>8} {:>16.2} {:>16.3}",
-                full as f64 / 1000.0,
-                one as f64 / 1000.0
-            ),
-            Err(e) => {
-                eprintln!("appvm-lab: sync benchmark failed: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    ExitCode::SUCCESS
 }
 
 fn demo() -> ExitCode {
