@@ -56,9 +56,9 @@ impl Report {
                 "median_ns_per_packet": r.per_round.iter()
                     .map(|(c, _)| ((*c).to_owned(), json!(r.median(c))))
                     .collect::<serde_json::Map<_, _>>(),
-                "ratios": RATIOS.iter().map(|(label, a, b)| {
+                "ratios": RATIOS.iter().map(|(_, key, a, b)| {
                     let v = r.ratios(a, b);
-                    ((*label).to_owned(), json!({
+                    ((*key).to_owned(), json!({
                         "median": net_bench::median(&v),
                         "min": v.first(),
                         "max": v.last(),
@@ -119,7 +119,7 @@ impl Report {
             for (c, _) in &r.per_round {
                 let _ = writeln!(out, "  {c:<22} {:>8.1}", r.median(c));
             }
-            for (label, a, b) in RATIOS {
+            for (label, _, a, b) in RATIOS {
                 let v = r.ratios(a, b);
                 let _ = writeln!(
                     out,

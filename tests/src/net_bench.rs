@@ -95,12 +95,13 @@ pub fn median(v: &[f64]) -> f64 {
     s.get(s.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// The ratios the report gives, as (label, numerator, denominator).
-pub const RATIOS: [(&str, &str, &str); 4] = [
-    ("nft-netdev / appvm", "nft-netdev", "appvm"),
-    ("nft-inet / appvm", "nft-inet", "appvm"),
-    ("no-filter / appvm", "no-filter", "appvm"),
-    ("appvm / xdp-drop-floor", "appvm", "xdp-drop-floor"),
+/// The ratios the report gives, as (label, JSON key, numerator,
+/// denominator).
+pub const RATIOS: [(&str, &str, &str, &str); 4] = [
+    ("nft-netdev / appvm", "nft_netdev_over_appvm", "nft-netdev", "appvm"),
+    ("nft-inet / appvm", "nft_inet_over_appvm", "nft-inet", "appvm"),
+    ("no-filter / appvm", "no_filter_over_appvm", "no-filter", "appvm"),
+    ("appvm / xdp-drop-floor", "appvm_over_floor", "appvm", "xdp-drop-floor"),
 ];
 
 /// The two namespaces and everything loaded into them.

@@ -5,7 +5,8 @@
 //! - `demo`:  setup, build, then the namespace lab
 //! - `vm-test`: setup, build, then the guard at the boot of a qemu guest
 //! - `lint`:  rustfmt and clippy, warnings as errors
-//! - `bench`: per-packet cost through BPF_PROG_TEST_RUN
+//! - `bench`: per-packet cost, the receive path against nftables, sync and
+//!   control-plane speed
 //! - `fuzz`:  differential fuzzing of the VM guard
 
 mod cmd;
@@ -46,14 +47,28 @@ enum Task {
         #[arg(long, default_value_t = 0x00c0_ffee)]
         seed: u64,
     },
-    /// Per-packet cost of the guard against an XDP_PASS floor (needs root).
+    /// Every benchmark: per-packet cost (BPF_PROG_TEST_RUN), the receive
+    /// path against nftables, table sync and the control plane (needs root;
+    /// installs nftables and ethtool if missing).
     Bench {
-        /// Packets per BPF_PROG_TEST_RUN call.
+        /// Packets per BPF_PROG_TEST_RUN call (micro).
         #[arg(long, default_value_t = 1_000_000)]
         repeat: u32,
-        /// Interleaved runs.
+        /// Interleaved runs (micro).
         #[arg(long, default_value_t = 11)]
         runs: u32,
+        /// Generated frames per configuration and round (net).
+        #[arg(long, default_value_t = 200_000)]
+        packets: u32,
+        /// Rounds in random order (net).
+        #[arg(long, default_value_t = 20)]
+        rounds: u32,
+        /// Table changes timed while the service runs (control).
+        #[arg(long, default_value_t = 200)]
+        changes: u32,
+        /// Also write every figure as JSON here.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
     },
 }
 
@@ -92,11 +107,35 @@ fn main() -> Result<()> {
             cmd::cargo(&["build", "--release", "--workspace", "--bins"])?;
             lab_release(&["fuzz", &count.to_string(), &seed.to_string()])
         }
-        Task::Bench { repeat, runs } => {
+        Task::Bench {
+            repeat,
+            runs,
+            packets,
+            rounds,
+            changes,
+            json,
+        } => {
             setup::run()?;
+            setup::ensure_packages(&["nftables", "ethtool"])?;
             cmd::cargo(&["build", "--release", "--workspace", "--bins"])?;
-            lab_release(&["micro", &repeat.to_string(), &runs.to_string()])?;
-            lab_release(&["sync"])
+            let mut args = vec![
+                "bench".to_owned(),
+                "--repeat".into(),
+                repeat.to_string(),
+                "--runs".into(),
+                runs.to_string(),
+                "--packets".into(),
+                packets.to_string(),
+                "--rounds".into(),
+                rounds.to_string(),
+                "--changes".into(),
+                changes.to_string(),
+            ];
+            if let Some(path) = json {
+                args.push("--json".into());
+                args.push(path.display().to_string());
+            }
+            lab_release(&args.iter().map(String::as_str).collect::<Vec<_>>())
         }
         Task::Lint => {
             cmd::cargo(&["fmt", "--all", "--check"])?;

@@ -68,6 +68,16 @@ pub(crate) fn run() -> Result<()> {
     Ok(())
 }
 
+/// Installs `packages` that are missing (tools only some tasks need).
+pub(crate) fn ensure_packages(packages: &[&str]) -> Result<()> {
+    let missing = missing_packages(packages)?;
+    if !missing.is_empty() {
+        require_root(&format!("install {}", missing.join(" ")))?;
+        apt_install(&missing)?;
+    }
+    Ok(())
+}
+
 fn is_root() -> bool {
     output(Command::new("id").arg("-u")).is_some_and(|s| s.trim() == "0")
 }
