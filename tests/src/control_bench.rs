@@ -16,7 +16,7 @@ use appvm::{
     vm::policy::ip_be,
 };
 
-use crate::{Lab, service::BackendService, sys::appvm_bin};
+use crate::{Lab, lab::bulk_table, service::BackendService, sys::appvm_bin};
 
 #[derive(Debug, Clone, Default)]
 pub struct ControlResult {
@@ -39,20 +39,6 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     }
     let at = ((sorted.len() - 1) as f64 * q).round() as usize;
     sorted[at.min(sorted.len() - 1)]
-}
-
-fn table_text(n: usize) -> String {
-    (0..n)
-        .map(|i| {
-            let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(192, 170, 0, 1)) + i as u32);
-            format!(
-                "[[vm]]\nname = \"vm{i}\"\nmac = \"02:42:00:{:02x}:{:02x}:{:02x}\"\nvm_config = \"bench\"\nip = \"{ip}\"\nports = [443]\n\n",
-                (i >> 16) & 0xff,
-                (i >> 8) & 0xff,
-                i & 0xff
-            )
-        })
-        .collect()
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -86,7 +72,11 @@ pub fn run(entries: usize, changes: usize) -> Result<ControlResult, String> {
     // A /15 pool: room for 65,536 VMs and one more.
     let config_path = lab.backend_config_for("192.168.0.0/14", "192.170.0.0/15", "");
     let table = lab.files().join("table.toml");
-    fs::write(&table, table_text(entries)).map_err(|e| e.to_string())?;
+    fs::write(
+        &table,
+        bulk_table(entries, Ipv4Addr::new(192, 170, 0, 1), 0x42),
+    )
+    .map_err(|e| e.to_string())?;
     let svc = BackendService::start(&lab, &config_path)?;
     let service_rss_kib = rss_kib(svc.pid());
     let cfg = BackendConfig::load(&config_path).map_err(|e| e.to_string())?;
@@ -102,7 +92,7 @@ pub fn run(entries: usize, changes: usize) -> Result<ControlResult, String> {
         if present {
             let req = AddRequest {
                 name: "vm0".into(),
-                mac: "02:42:00:00:00:00".into(),
+                mac: "02:42:00:00:00:01".into(),
                 vm_config: "bench".into(),
                 ip: Some(vm0.to_string()),
                 ports: vec![443],

@@ -203,6 +203,26 @@ impl Lab {
         cmd.output().expect("run appvm")
     }
 
+    /// `appvm vm attach` in the VM with this lab's backend IP and
+    /// application port; the output of the command (not checked).
+    pub fn attach_guard(&self) -> Output {
+        self.attach_guard_at(&self.pin_root)
+    }
+
+    /// [`Self::attach_guard`] with another pin root.
+    pub fn attach_guard_at(&self, pin_root: &Path) -> Output {
+        self.vm
+            .ns
+            .command(appvm_bin())
+            .args(["vm", "attach", "--iface", SEC_IF, "--backend-ip"])
+            .arg(self.backend.ip.to_string())
+            .arg("--app-port")
+            .arg(APP_PORT.to_string())
+            .env("APPVM_PIN_ROOT", pin_root)
+            .output()
+            .expect("run appvm")
+    }
+
     /// Static neighbour entry, so a probe reaches the IP layer even where
     /// the guard drops the ARP that would have resolved it.
     pub fn pin_neighbour(&self, on: &Host, peer: &Host) -> Result<(), String> {
@@ -290,4 +310,22 @@ impl Drop for Lab {
         let files = self.files();
         drop(std::fs::remove_dir_all(files));
     }
+}
+
+/// A table file of `n` VMs named `vm<i>` at `first_ip` onwards, their
+/// MACs `02:<tag>:..` distinct for each `tag` (a large table for the
+/// faults and control-plane runs).
+pub fn bulk_table(n: usize, first_ip: Ipv4Addr, tag: u8) -> String {
+    let base = u32::from(first_ip);
+    (0..n)
+        .map(|i| {
+            let ip = Ipv4Addr::from(base + u32::try_from(i).expect("a /8 at most"));
+            format!(
+                "[[vm]]\nname = \"vm{i}\"\nmac = \"02:{tag:02x}:{:02x}:{:02x}:{:02x}:01\"\nvm_config = \"bulk\"\nip = \"{ip}\"\nports = [443]\n\n",
+                (i >> 16) & 0xff,
+                (i >> 8) & 0xff,
+                i & 0xff
+            )
+        })
+        .collect()
 }

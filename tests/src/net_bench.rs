@@ -98,10 +98,30 @@ pub fn median(v: &[f64]) -> f64 {
 /// The ratios the report gives, as (label, JSON key, numerator,
 /// denominator).
 pub const RATIOS: [(&str, &str, &str, &str); 4] = [
-    ("nft-netdev / appvm", "nft_netdev_over_appvm", "nft-netdev", "appvm"),
-    ("nft-inet / appvm", "nft_inet_over_appvm", "nft-inet", "appvm"),
-    ("no-filter / appvm", "no_filter_over_appvm", "no-filter", "appvm"),
-    ("appvm / xdp-drop-floor", "appvm_over_floor", "appvm", "xdp-drop-floor"),
+    (
+        "nft-netdev / appvm",
+        "nft_netdev_over_appvm",
+        "nft-netdev",
+        "appvm",
+    ),
+    (
+        "nft-inet / appvm",
+        "nft_inet_over_appvm",
+        "nft-inet",
+        "appvm",
+    ),
+    (
+        "no-filter / appvm",
+        "no_filter_over_appvm",
+        "no-filter",
+        "appvm",
+    ),
+    (
+        "appvm / xdp-drop-floor",
+        "appvm_over_floor",
+        "appvm",
+        "xdp-drop-floor",
+    ),
 ];
 
 /// The two namespaces and everything loaded into them.
@@ -123,7 +143,8 @@ enum Active {
     Nothing,
 }
 
-fn ifindex(ns: &Netns, iface: &str) -> Result<u32, String> {
+/// `ip -o link show <iface>` in `ns`: "N: name@peer: <...> ... link/ether M ...".
+fn link_line(ns: &Netns, iface: &str) -> Result<String, String> {
     let out = sys::run(std::process::Command::new("ip").args([
         "-n",
         ns.name(),
@@ -132,7 +153,11 @@ fn ifindex(ns: &Netns, iface: &str) -> Result<u32, String> {
         "show",
         iface,
     ]))?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ifindex(ns: &Netns, iface: &str) -> Result<u32, String> {
+    let text = link_line(ns, iface)?;
     text.split(':')
         .next()
         .and_then(|n| n.trim().parse().ok())
@@ -140,15 +165,7 @@ fn ifindex(ns: &Netns, iface: &str) -> Result<u32, String> {
 }
 
 fn mac_of(ns: &Netns, iface: &str) -> Result<[u8; 6], String> {
-    let out = sys::run(std::process::Command::new("ip").args([
-        "-n",
-        ns.name(),
-        "-o",
-        "link",
-        "show",
-        iface,
-    ]))?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = link_line(ns, iface)?;
     let mac = text
         .split("link/ether ")
         .nth(1)

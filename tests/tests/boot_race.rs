@@ -34,19 +34,7 @@ fn unbooted_vm() -> Lab {
 }
 
 fn attach(lab: &Lab) {
-    let out = lab.appvm(
-        &lab.vm,
-        &[
-            "vm",
-            "attach",
-            "--iface",
-            SEC_IF,
-            "--backend-ip",
-            &lab.backend.ip.to_string(),
-            "--app-port",
-            &APP_PORT.to_string(),
-        ],
-    );
+    let out = lab.attach_guard();
     assert!(
         out.status.success(),
         "{}",

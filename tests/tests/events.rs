@@ -120,19 +120,7 @@ fn passes_send_nothing_and_egress_drops_are_reported() {
 fn appvm_events_prints_what_the_guard_dropped() {
     require_privileges();
     let lab = Lab::new().expect("lab");
-    let out = lab.appvm(
-        &lab.vm,
-        &[
-            "vm",
-            "attach",
-            "--iface",
-            SEC_IF,
-            "--backend-ip",
-            &lab.backend.ip.to_string(),
-            "--app-port",
-            &APP_PORT.to_string(),
-        ],
-    );
+    let out = lab.attach_guard();
     assert!(
         out.status.success(),
         "{}",

@@ -15,6 +15,7 @@ use std::{
 use appvm_common::backend::MAX_VMS;
 use appvm_lab::{
     Lab, enforced, frames,
+    lab::bulk_table,
     lab::{BACKEND_PUBLIC_IP, PUB_IF, SEC_IF},
     probe::{Listener, Sniffer, send_frames, tcp_connects},
     service::BackendService,
@@ -27,22 +28,6 @@ const BIG: usize = 10_000;
 const ROUNDS: u64 = 6;
 /// A port with a listener behind the public interface, never opened.
 const CLOSED_PORT: u16 = 2222;
-
-/// A table of `n` VMs at 192.168.0.1.. whose MACs depend on `variant`.
-fn table_text(n: usize, first_ip: Ipv4Addr, variant: u8) -> String {
-    let base = u32::from(first_ip);
-    (0..n)
-        .map(|i| {
-            let ip = Ipv4Addr::from(base + u32::try_from(i).expect("small"));
-            format!(
-                "[[vm]]\nname = \"bulk{i}\"\nmac = \"02:{variant:02x}:{:02x}:{:02x}:{:02x}:01\"\nvm_config = \"bulk\"\nip = \"{ip}\"\nports = [443]\n\n",
-                (i >> 16) & 0xff,
-                (i >> 8) & 0xff,
-                i & 0xff
-            )
-        })
-        .collect()
-}
 
 fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -79,7 +64,7 @@ fn kill_9_during_large_syncs_never_opens_a_window() {
     let config = lab.backend_config_for("192.168.0.0/16", "192.168.0.0/17", "");
     let table = lab.files().join("table.toml");
     let first = Ipv4Addr::new(192, 168, 0, 1);
-    write_table(&table, &table_text(BIG, first, 0));
+    write_table(&table, &bulk_table(BIG, first, 0));
     let mut svc = BackendService::start(&lab, &config).expect("service");
     enforced::wait_map_equals_table(lab.pin_root(), &table, Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -144,7 +129,7 @@ fn kill_9_during_large_syncs_never_opens_a_window() {
         // Calibration: how long a full change takes to be synced here.
         let synced_before = svc.log().matches("maps synced").count();
         let t0 = Instant::now();
-        write_table(&table, &table_text(BIG, first, 3));
+        write_table(&table, &bulk_table(BIG, first, 3));
         assert!(
             wait_until(Duration::from_secs(30), || svc
                 .log()
@@ -159,7 +144,7 @@ fn kill_9_during_large_syncs_never_opens_a_window() {
             // Every MAC changes: a sync of BIG changed entries.
             write_table(
                 &table,
-                &table_text(BIG, first, u8::try_from(round % 2 + 1).expect("small")),
+                &bulk_table(BIG, first, u8::try_from(round % 2 + 1).expect("small")),
             );
             // Around the moment the calibration round's sync ended, so
             // some kills land while the maps are written.
@@ -237,10 +222,10 @@ fn a_table_larger_than_the_map_is_refused_whole() {
     let table = lab.files().join("table.toml");
     let first = Ipv4Addr::new(192, 170, 0, 1);
     let max = usize::try_from(MAX_VMS).expect("fits");
-    write_table(&table, &table_text(3, first, 0));
+    write_table(&table, &bulk_table(3, first, 0));
     let svc = BackendService::start(&lab, &config).expect("service");
     let before = enforced::map_pairs(lab.pin_root()).expect("map");
-    let full = table_text(max, first, 0);
+    let full = bulk_table(max, first, 0);
     write_table(&table, &full);
     // The CLI refuses a full table's growth, leaving the file as it was.
     let out = lab.table(
@@ -273,7 +258,7 @@ fn a_table_larger_than_the_map_is_refused_whole() {
     let synced = enforced::map_pairs(lab.pin_root()).expect("map");
     assert_eq!(synced.len(), max);
     assert_ne!(synced, before);
-    let over = table_text(max + 1, first, 0);
+    let over = bulk_table(max + 1, first, 0);
     write_table(&table, &over);
     assert!(
         svc.wait_log("the kernel map holds at most", Duration::from_secs(60)),
@@ -283,25 +268,6 @@ fn a_table_larger_than_the_map_is_refused_whole() {
     assert_eq!(enforced::map_pairs(lab.pin_root()).expect("map"), synced);
     let out = lab.table(&config, &["list"]);
     assert_eq!(out.status.code(), Some(2));
-}
-
-fn vm_attach(lab: &Lab, root: &Path) -> std::process::Output {
-    lab.vm
-        .ns
-        .command(appvm_lab::sys::appvm_bin())
-        .args([
-            "vm",
-            "attach",
-            "--iface",
-            SEC_IF,
-            "--backend-ip",
-            &lab.backend.ip.to_string(),
-            "--app-port",
-            "443",
-        ])
-        .env("APPVM_PIN_ROOT", root)
-        .output()
-        .expect("run appvm")
 }
 
 /// Names under `dir`, recursively (pins and directories).
@@ -322,7 +288,7 @@ fn pin_root_not_on_bpffs_is_refused_with_nothing_attached() {
     let lab = Lab::new().expect("lab");
     let not_bpffs = lab.files().join("not-bpffs");
     fs::create_dir_all(&not_bpffs).expect("dir");
-    let out = vm_attach(&lab, &not_bpffs);
+    let out = lab.attach_guard_at(&not_bpffs);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -362,7 +328,7 @@ fn attach_detach_cycles_leave_no_pins() {
     let lab = Lab::new().expect("lab");
     let config = lab.backend_config("");
     for _ in 0..5 {
-        let out = vm_attach(&lab, lab.pin_root());
+        let out = lab.attach_guard();
         assert!(
             out.status.success(),
             "{}",
