@@ -58,9 +58,11 @@ pub fn run(repeat: u32, runs: usize) -> Result<Vec<Case>, String> {
         ("ingress allow (backend -> :443)", Vec::new()),
         ("ingress drop (rogue -> :443)", Vec::new()),
         ("egress allow (-> backend)", Vec::new()),
+        ("egress drop (-> rogue)", Vec::new()),
     ];
     let to_ns = |r: appvm::vm::loaded::RunResult| r.duration_ns as f64;
     let out_frame = tcp_syn(vm_mac, b_mac, vm, backend, 40000, 443);
+    let to_rogue = tcp_syn(vm_mac, r_mac, vm, rogue, 40000, 8080);
     for _ in 0..runs {
         floor.push(to_ns(
             guard.run_floor(&allow, repeat).map_err(|e| e.to_string())?,
@@ -78,6 +80,11 @@ pub fn run(repeat: u32, runs: usize) -> Result<Vec<Case>, String> {
         cases[2].1.push(to_ns(
             guard
                 .run_egress(&out_frame, repeat)
+                .map_err(|e| e.to_string())?,
+        ));
+        cases[3].1.push(to_ns(
+            guard
+                .run_egress(&to_rogue, repeat)
                 .map_err(|e| e.to_string())?,
         ));
     }
@@ -205,6 +212,17 @@ pub fn backend(repeat: u32, runs: usize, sizes: &[u32]) -> Result<Vec<Case>, Str
                 .duration_ns as f64;
             push(&mut cases, name.to_owned(), ns);
         }
+        // tc: its own floor is higher than XDP's.
+        let out = tcp_syn(b_mac, other_mac, public, client, 40000, 443);
+        let ns = b
+            .run_public_egress(&out, repeat)
+            .map_err(|e| e.to_string())?
+            .duration_ns as f64;
+        push(
+            &mut cases,
+            "public egress (SYN out, flow recorded)".to_owned(),
+            ns,
+        );
         floor.push(
             guard
                 .run_floor(&from_vm(0, mac_of(0)), repeat)
