@@ -53,7 +53,9 @@ pub fn update<T>(
 ) -> Result<T, TableError> {
     let _lock = atomic::Lock::exclusive(&cfg.table)
         .map_err(|e| TableError::Io(format!("cannot lock table {}: {e}", cfg.table.display())))?;
-    let mut table = load_valid(cfg)?;
+    // Validated once, after the change: an invalid file stays refused (its
+    // fault is still there), and a change that removes the fault goes in.
+    let mut table = load(&cfg.table)?;
     let out = change(&mut table)?;
     table.validate(cfg)?;
     // Both files staged first: a hosts file that cannot be written leaves
