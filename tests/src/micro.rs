@@ -199,7 +199,6 @@ pub fn backend(repeat: u32, runs: usize, sizes: &[u32]) -> Result<Vec<Case>, Str
             }
         }
     }
-    let runs_per_size = runs;
     for _ in 0..runs {
         for (name, port) in [
             ("public allow (SYN to :4443)", 4443),
@@ -239,7 +238,7 @@ pub fn backend(repeat: u32, runs: usize, sizes: &[u32]) -> Result<Vec<Case>, Str
                 .iter()
                 .position(|s| c.name.contains(&format!(", {s} VMs")))
                 .unwrap_or(0);
-            &floor[at * runs_per_size..(at + 1) * runs_per_size]
+            &floor[at * runs..(at + 1) * runs]
         };
         c.net = c.ns.iter().zip(floors).map(|(p, f)| p - f).collect();
     }

@@ -275,6 +275,8 @@ impl Rig {
             })
             .collect::<Vec<_>>()
             .join(",\n");
+        // Declaring a table before deleting it makes the delete succeed on
+        // the first size too: each size starts from empty sets.
         let mut script = String::from(
             "table netdev appvm_bench\ndelete table netdev appvm_bench\ntable inet appvm_bench\ndelete table inet appvm_bench\n",
         );

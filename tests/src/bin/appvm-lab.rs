@@ -85,7 +85,7 @@ fn bench(args: &[String]) -> ExitCode {
     let packets = flag(args, "--packets", 200_000);
     let rounds = flag(args, "--rounds", 20);
     let changes = flag(args, "--changes", 200);
-    let json: Option<String> = flag(args, "--json", String::new()).into();
+    let json: String = flag(args, "--json", String::new());
     // `--only micro|net|sync|control`: one section (while working on it).
     let only: String = flag(args, "--only", String::new());
     let wanted = |section: &str| only.is_empty() || only == section;
@@ -139,13 +139,13 @@ fn bench(args: &[String]) -> ExitCode {
         }
     };
     print!("{}", report.format());
-    if let Some(path) = json.filter(|p| !p.is_empty()) {
+    if !json.is_empty() {
         let text = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
-        if let Err(e) = std::fs::write(&path, text + "\n") {
-            eprintln!("appvm-lab: cannot write {path}: {e}");
+        if let Err(e) = std::fs::write(&json, text + "\n") {
+            eprintln!("appvm-lab: cannot write {json}: {e}");
             return ExitCode::FAILURE;
         }
-        println!("\nJSON written to {path}");
+        println!("\nJSON written to {json}");
     }
     if report.checks_ok() {
         ExitCode::SUCCESS
