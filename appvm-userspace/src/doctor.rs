@@ -1,6 +1,8 @@
 //! `appvm doctor`: what is wrong, as a list of pass/fail checks.
 
-use std::{fs, path::Path};
+use std::{fs, net::Ipv4Addr, path::Path};
+
+use appvm_common::backend::VmEntry;
 
 use aya::programs::Xdp;
 use serde::Serialize;
@@ -194,8 +196,36 @@ pub fn run(root: &Path, config: Option<&Path>, now: i64) -> Vec<Check> {
                     let (k, v) = item.map_err(|e| e.to_string())?;
                     have.insert(k, v);
                 }
-                if have == want {
+                // What the program enforces: the per-VM slots, whose MAC
+                // must be the entry's on every CPU.
+                let mut enforced = std::collections::BTreeMap::new();
+                for ip in maps.traffic.keys() {
+                    let ip = ip.map_err(|e| e.to_string())?;
+                    let per_cpu = maps.traffic.get(&ip, 0).map_err(|e| e.to_string())?;
+                    let mut macs = per_cpu.iter().map(|t| t.mac);
+                    let first = macs.next().unwrap_or_default();
+                    if macs.any(|m| m != first) {
+                        return Err(format!(
+                            "the slot of {} differs between CPUs",
+                            Ipv4Addr::from(u32::from_be(ip))
+                        ));
+                    }
+                    enforced.insert(
+                        ip,
+                        VmEntry {
+                            mac: first,
+                            _pad: [0; 2],
+                        },
+                    );
+                }
+                if have == want && enforced == want {
                     Ok(format!("{} entries", have.len()))
+                } else if have == want {
+                    Err(format!(
+                        "the entries equal the table, but the enforced slots differ ({} slots, table {})",
+                        enforced.len(),
+                        want.len()
+                    ))
                 } else {
                     Err(format!(
                         "kernel has {} entries, table {}; differing: {}",
