@@ -28,7 +28,7 @@ pub struct SyncFigures {
 #[derive(Debug, Clone)]
 pub struct MetricsState {
     pub root: PathBuf,
-    pub table: Arc<Mutex<Table>>,
+    pub table: Arc<Mutex<Arc<Table>>>,
     pub sync: Arc<Mutex<SyncFigures>>,
 }
 
@@ -173,7 +173,11 @@ pub async fn serve(listener: TcpListener, state: MetricsState) {
             let response = if request.starts_with("GET /metrics ")
                 || request.starts_with("GET /metrics?")
             {
-                let table = state.table.lock().map(|t| t.clone()).unwrap_or_default();
+                let table = state
+                    .table
+                    .lock()
+                    .map(|t| Arc::clone(&t))
+                    .unwrap_or_default();
                 let sync = state.sync.lock().map(|s| *s).unwrap_or_default();
                 match crate::stats::snapshot(&state.root, Some(&table)) {
                     Ok(snap) => {

@@ -69,10 +69,12 @@ struct Service {
     cfg: BackendConfig,
     maps: BackendMaps,
     syncer: Syncer,
-    table: Table,
+    table: Arc<Table>,
     cpus: usize,
     /// Shared with the metrics endpoint.
-    shared_table: Arc<Mutex<Table>>,
+    /// The same table for `/metrics` (shared, not copied: 65,536 VMs are
+    /// megabytes).
+    shared_table: Arc<Mutex<Arc<Table>>>,
     sync: Arc<Mutex<SyncFigures>>,
     events: Option<PinnedEvents>,
     audit: Option<Box<dyn Write + Send>>,
@@ -97,7 +99,7 @@ impl Service {
                 Ok(s) => self.syncer = s,
                 Err(e) => tracing::error!(error = %e, "cannot re-read the VM map"),
             }
-        } else if table == self.table {
+        } else if table == *self.table {
             return;
         }
         match self.syncer.sync(&self.maps, &table, self.cpus) {
@@ -122,11 +124,11 @@ impl Service {
                 return;
             }
         }
-        let changed = table != self.table;
+        let changed = table != *self.table;
+        self.table = Arc::new(table);
         if let Ok(mut shared) = self.shared_table.lock() {
-            shared.clone_from(&table);
+            *shared = Arc::clone(&self.table);
         }
-        self.table = table;
         render(&self.cfg, &self.table, changed);
         release_freed_memory();
     }
@@ -242,7 +244,8 @@ pub async fn run(config: &Path, root: &Path, opts: ServiceOptions) -> Result<(),
     let mut int = signal(SignalKind::interrupt()).map_err(ServiceError::Signals)?;
     let mut periodic = tokio::time::interval(PERIODIC_RESYNC);
     periodic.tick().await;
-    let shared_table = Arc::new(Mutex::new(table.clone()));
+    let table = Arc::new(table);
+    let shared_table = Arc::new(Mutex::new(Arc::clone(&table)));
     let sync_figures = Arc::new(Mutex::new(SyncFigures {
         last_sync_seconds: report.micros as f64 / 1e6,
         last_sync_unix: unix_now(),
