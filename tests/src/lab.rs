@@ -268,6 +268,27 @@ impl Lab {
         cmd.output().expect("run appvm table")
     }
 
+    /// `appvm table add` of this lab's VM ("redcap", its MAC and IP) to
+    /// the table of `config`; the output (not checked).
+    pub fn table_add_vm(&self, config: &Path) -> Output {
+        let mac = appvm::vm::config::format_mac(self.vm.mac);
+        let ip = self.vm.ip.to_string();
+        self.table(
+            config,
+            &[
+                "add",
+                "--name",
+                "redcap",
+                "--mac",
+                &mac,
+                "--vm-config",
+                "lab",
+                "--ip",
+                &ip,
+            ],
+        )
+    }
+
     /// Runs `appvm backend ...` inside the backend namespace.
     pub fn backend_cmd(&self, config: &Path, args: &[&str]) -> Output {
         let mut cmd = self.backend.ns.command(appvm_bin());

@@ -174,6 +174,14 @@ fn mac_of(ns: &Netns, iface: &str) -> Result<[u8; 6], String> {
     appvm::vm::config::parse_mac(mac).map_err(|e| e.to_string())
 }
 
+/// The loaded XDP program `name` of `ebpf`.
+fn xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp, String> {
+    ebpf.program_mut(name)
+        .ok_or(format!("{name} missing from the object"))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| e.to_string())
+}
+
 /// The MAC the table pins to pool address `i`.
 fn table_mac(i: u32) -> [u8; 6] {
     let b = i.to_be_bytes();
@@ -207,12 +215,9 @@ impl Rig {
         let template = frames::tcp_syn(GEN_MAC, recv_mac, POOL, RECV_IP, 40_000, 8080);
         let mut generator = appvm::object::open().map_err(|e| e.to_string())?;
         for name in [PROG_GEN, PROG_DROP_FLOOR] {
-            let p: &mut Xdp = generator
-                .program_mut(name)
-                .ok_or(format!("{name} missing"))?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-            p.load().map_err(|e| format!("{name}: {e}"))?;
+            xdp(&mut generator, name)?
+                .load()
+                .map_err(|e| format!("{name}: {e}"))?;
         }
         let mut cfg: Array<_, GenConfig> = Array::try_from(
             generator
@@ -310,12 +315,7 @@ impl Rig {
             }
             "xdp-drop-floor" => {
                 let idx = self.recv_ifindex;
-                let floor: &mut Xdp = self
-                    .generator
-                    .program_mut(PROG_DROP_FLOOR)
-                    .ok_or("floor missing")?
-                    .try_into()
-                    .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+                let floor = xdp(&mut self.generator, PROG_DROP_FLOOR)?;
                 Active::Floor(
                     self.recv_ns
                         .run_scoped(|| floor.attach_to_if_index(idx, XdpMode::Driver))?
@@ -342,12 +342,7 @@ impl Rig {
         match active {
             Active::Appvm(link) => self.backend.detach_secure(link).map_err(|e| e.to_string()),
             Active::Floor(link) => {
-                let floor: &mut Xdp = self
-                    .generator
-                    .program_mut(PROG_DROP_FLOOR)
-                    .ok_or("floor missing")?
-                    .try_into()
-                    .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+                let floor = xdp(&mut self.generator, PROG_DROP_FLOOR)?;
                 floor.detach(link).map_err(|e| e.to_string())
             }
             Active::Nft(family) => self.nft(&format!(
@@ -396,11 +391,7 @@ impl Rig {
     fn generate(&mut self, packets: u32) -> Result<Duration, String> {
         let (generator, template) = (&mut self.generator, &self.template);
         self.gen_ns.run_scoped(|| -> Result<Duration, String> {
-            let p: &mut Xdp = generator
-                .program_mut(PROG_GEN)
-                .ok_or("generator missing")?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+            let p = xdp(generator, PROG_GEN)?;
             let mut opts = TestRunOptions::new();
             opts.data_in = Some(template);
             opts.repeat = packets;

@@ -297,21 +297,7 @@ pub fn run_lab(lab: &Lab) -> Result<LabRun, String> {
 
     // The backend: the VM in the table, the service running.
     let config = lab.backend_config("");
-    let vm_mac = appvm::vm::config::format_mac(vm.mac);
-    let out = lab.table(
-        &config,
-        &[
-            "add",
-            "--name",
-            "redcap",
-            "--mac",
-            &vm_mac,
-            "--vm-config",
-            "lab",
-            "--ip",
-            &vm.ip.to_string(),
-        ],
-    );
+    let out = lab.table_add_vm(&config);
     if !out.status.success() {
         return Err(format!(
             "appvm table add: {}",

@@ -34,21 +34,7 @@ fn setup(extra: &str) -> Setup {
     require_privileges();
     let lab = Lab::new().expect("lab");
     let config = lab.backend_config(extra);
-    let mac = appvm::vm::config::format_mac(lab.vm.mac);
-    let out = lab.table(
-        &config,
-        &[
-            "add",
-            "--name",
-            "redcap",
-            "--mac",
-            &mac,
-            "--vm-config",
-            "cfg-1",
-            "--ip",
-            "192.168.128.20",
-        ],
-    );
+    let out = lab.table_add_vm(&config);
     assert!(
         out.status.success(),
         "{}",

@@ -178,38 +178,14 @@ fn every_bad_input_is_one_line_exit_2_and_changes_nothing() {
     let trust = lab.files().join("trust");
     let config = lab.backend_config(&format!("trust_dir = \"{}\"\n", trust.display()));
     let base = fs::read_to_string(&config).expect("config");
-    let vm_mac = appvm::vm::config::format_mac(lab.vm.mac);
-    let out = lab.table(
-        &config,
-        &[
-            "add",
-            "--name",
-            "redcap",
-            "--mac",
-            &vm_mac,
-            "--vm-config",
-            "c",
-            "--ip",
-            "192.168.128.20",
-        ],
-    );
+    let out = lab.table_add_vm(&config);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let backend_ip = lab.backend.ip.to_string();
-    let attach = [
-        "vm",
-        "attach",
-        "--iface",
-        SEC_IF,
-        "--backend-ip",
-        &backend_ip,
-        "--app-port",
-        "443",
-    ];
-    let out = lab.appvm(&lab.vm, &attach);
+    let out = lab.attach_guard();
     assert!(
         out.status.success(),
         "{}",
