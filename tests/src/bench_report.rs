@@ -7,9 +7,10 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use crate::{
-    control_bench::{ControlResult, percentile},
+    control_bench::ControlResult,
     micro::Case,
-    net_bench::{self, NetResult, RATIOS},
+    net_bench::{NetResult, RATIOS},
+    summary::{median, min, percentile},
 };
 
 /// What a run measured.
@@ -26,16 +27,12 @@ pub struct Report {
     pub control: Vec<ControlResult>,
 }
 
-fn min(v: &[f64]) -> f64 {
-    v.iter().copied().fold(f64::INFINITY, f64::min)
-}
-
 fn case_json(c: &Case) -> Value {
     json!({
         "name": c.name,
         "min_ns": min(&c.ns),
-        "median_ns": net_bench::median(&c.ns),
-        "net_median_ns": net_bench::median(&c.net),
+        "median_ns": median(&c.ns),
+        "net_median_ns": median(&c.net),
     })
 }
 
@@ -59,7 +56,7 @@ impl Report {
                 "ratios": RATIOS.iter().map(|(_, key, a, b)| {
                     let v = r.ratios(a, b);
                     ((*key).to_owned(), json!({
-                        "median": net_bench::median(&v),
+                        "median": median(&v),
                         "min": v.first(),
                         "max": v.last(),
                     }))
@@ -106,8 +103,8 @@ impl Report {
                 "{:<56} {:>7.1} {:>7.1} {:>7.1}",
                 c.name,
                 min(&c.ns),
-                net_bench::median(&c.ns),
-                net_bench::median(&c.net)
+                median(&c.ns),
+                median(&c.net)
             );
         }
         for r in &self.net {
@@ -124,7 +121,7 @@ impl Report {
                 let _ = writeln!(
                     out,
                     "  {label:<22} median {:>5.2}  min {:>5.2}  max {:>5.2}",
-                    net_bench::median(&v),
+                    median(&v),
                     v.first().copied().unwrap_or(f64::NAN),
                     v.last().copied().unwrap_or(f64::NAN)
                 );

@@ -13,10 +13,9 @@ use std::{
 use appvm::{
     backend::{attach::pin_dir, config::BackendConfig, maps::BackendMaps},
     table::{AddRequest, store},
-    vm::policy::ip_be,
 };
 
-use crate::{Lab, lab::bulk_table, service::BackendService, sys::appvm_bin};
+use crate::{Lab, enforced, lab::bulk_table, service::BackendService, sys::appvm_bin};
 
 #[derive(Debug, Clone, Default)]
 pub struct ControlResult {
@@ -33,14 +32,6 @@ pub struct ControlResult {
     pub stats_ms: f64,
 }
 
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let at = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[at.min(sorted.len() - 1)]
-}
-
 fn rss_kib(pid: u32) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -48,21 +39,6 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
-}
-
-/// Polls the pinned VM map until `ip` is present (or absent).
-fn wait_in_map(maps: &BackendMaps, ip: Ipv4Addr, present: bool) -> Result<Duration, String> {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(20) {
-        if maps.traffic.get(&ip_be(ip), 0).is_ok() == present {
-            return Ok(started.elapsed());
-        }
-        std::thread::sleep(Duration::from_micros(100));
-    }
-    Err(format!(
-        "{ip} not {} the map after 20 s",
-        if present { "in" } else { "out of" }
-    ))
 }
 
 /// Runs the control-plane measurements with an `entries`-VM table and
@@ -102,7 +78,7 @@ pub fn run(entries: usize, changes: usize) -> Result<ControlResult, String> {
             store::update(&cfg, |t| t.remove("vm0")).map_err(|e| e.to_string())?;
         }
         write_ms.push(started.elapsed().as_secs_f64() * 1000.0);
-        wait_in_map(&maps, vm0, present)?;
+        enforced::wait_in_map(&maps, vm0, present, Duration::from_secs(20))?;
         change_ms.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     change_ms.sort_by(f64::total_cmp);

@@ -7,7 +7,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use appvm::backend::{attach::pin_dir, maps::BackendMaps};
+use appvm::{
+    backend::{attach::pin_dir, maps::BackendMaps},
+    vm::policy::ip_be,
+};
 
 /// (IP, MAC) pairs the secure program enforces (its per-VM slots, which
 /// must agree on every CPU) under `pin_root`.
@@ -77,4 +80,27 @@ pub fn wait_map_equals_table(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Polls until `ip` is in both maps, the enforced slot and the entry (or
+/// in neither); how long that took.
+pub fn wait_in_map(
+    maps: &BackendMaps,
+    ip: Ipv4Addr,
+    present: bool,
+    timeout: Duration,
+) -> Result<Duration, String> {
+    let started = Instant::now();
+    let key = ip_be(ip);
+    while started.elapsed() < timeout {
+        if maps.traffic.get(&key, 0).is_ok() == present && maps.vms.get(&key, 0).is_ok() == present
+        {
+            return Ok(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    Err(format!(
+        "{ip} not {} the kernel maps after {timeout:?}",
+        if present { "in" } else { "out of" }
+    ))
 }

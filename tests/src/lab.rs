@@ -289,6 +289,14 @@ impl Lab {
         )
     }
 
+    /// `appvm backend status --json` with `config`, parsed (panics if the
+    /// command fails).
+    #[track_caller]
+    pub fn backend_status(&self, config: &Path) -> serde_json::Value {
+        let out = self.backend_cmd(config, &["status", "--json"]);
+        serde_json::from_str(&crate::sys::ok(&out)).expect("status JSON")
+    }
+
     /// Runs `appvm backend ...` inside the backend namespace.
     pub fn backend_cmd(&self, config: &Path, args: &[&str]) -> Output {
         let mut cmd = self.backend.ns.command(appvm_bin());

@@ -30,6 +30,7 @@ pub mod probe;
 pub mod scenario;
 pub mod service;
 pub mod status;
+pub mod summary;
 pub mod sys;
 
 pub use lab::Lab;

@@ -6,7 +6,10 @@ use std::{fmt::Write as _, net::Ipv4Addr};
 
 use appvm::vm::{GuardSettings, loaded::LoadedGuard};
 
-use crate::frames::tcp_syn;
+use crate::{
+    frames::tcp_syn,
+    summary::{median, min},
+};
 
 /// One measured case: per-run nanoseconds per packet.
 #[derive(Debug, Clone)]
@@ -15,16 +18,6 @@ pub struct Case {
     pub ns: Vec<f64>,
     /// Program minus floor, per run.
     pub net: Vec<f64>,
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s[s.len() / 2]
-}
-
-fn min(v: &[f64]) -> f64 {
-    v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
 /// Runs `runs` interleaved rounds of `repeat` packets per case.

@@ -34,7 +34,7 @@ use aya::{
     programs::{TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
 
-use crate::{frames, netns::Netns, sys};
+use crate::{frames, netns::Netns, summary::median, sys};
 
 pub const CONFIGS: [&str; 5] = [
     "appvm",
@@ -87,12 +87,6 @@ impl NetResult {
     pub fn median(&self, config: &str) -> f64 {
         median(self.series(config))
     }
-}
-
-pub fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s.get(s.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// The ratios the report gives, as (label, JSON key, numerator,

@@ -11,14 +11,14 @@ use std::{
     net::Ipv4Addr,
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use crate::{
     daemon::Daemon,
     lab::{APP_PORT, BACKEND_PUBLIC_IP, Host, Lab, PUBLIC_PORT, SEC_IF},
     service::BackendService,
-    sys::{appvm_bin, run},
+    sys::{appvm_bin, run, wait_for},
 };
 
 pub const EXTERNAL_NAME: &str = "surveys.example.org";
@@ -67,21 +67,6 @@ fn appvm_on(host: &Host, args: &[&str], config: &Path) -> Result<String, String>
         .args(args)
         .env("APPVM_CONFIG", config))?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-pub fn wait_for(
-    what: &str,
-    timeout: Duration,
-    mut ready: impl FnMut() -> bool,
-) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if ready() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Err(format!("{what}: not ready after {timeout:?}"))
 }
 
 /// A minimal Nginx main config whose paths all live in `dir`.

@@ -1,8 +1,9 @@
 //! Preconditions and external commands, failing loudly.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Output},
+    time::{Duration, Instant},
 };
 
 /// Panics unless this process can run the privileged tests: root, bpffs
@@ -16,7 +17,7 @@ pub fn require_privileges() {
         "privileged test: run as root (cargo xtask test does the set-up)"
     );
     assert!(
-        appvm::bpffs::is_bpffs(std::path::Path::new("/sys/fs/bpf")),
+        appvm::bpffs::is_bpffs(Path::new("/sys/fs/bpf")),
         "privileged test: bpffs is not mounted on /sys/fs/bpf (cargo xtask setup mounts it)"
     );
     for tool in ["ip", "nsenter"] {
@@ -71,4 +72,67 @@ pub fn appvm_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// Polls `ready` every 2 ms until it holds; an error naming `what` after
+/// `timeout`.
+pub fn wait_for(
+    what: &str,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ready() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Err(format!("{what}: not ready after {timeout:?}"))
+}
+
+/// Every path below `dir` (files, directories, pins), depth first.
+pub fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            out.push(e.path());
+            out.extend(tree(&e.path()));
+        }
+    }
+    out
+}
+
+/// A directory removed, with everything in it, when this is dropped.
+#[derive(Debug)]
+pub struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        drop(std::fs::remove_dir_all(&self.0));
+    }
+}
+
+/// A command that must have succeeded: its stdout (its stderr otherwise).
+#[track_caller]
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A command refused as bad input: exit 2, one line naming `expect`.
+#[track_caller]
+pub fn rejected(out: &Output, expect: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "not one line: {stderr}"
+    );
+    assert!(stderr.contains(expect), "{stderr:?} lacks {expect:?}");
 }

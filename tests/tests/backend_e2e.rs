@@ -14,12 +14,12 @@ use appvm::{
 };
 use appvm_common::pins::backend as pins;
 use appvm_lab::{
-    Lab, frames,
+    Lab, enforced, frames,
     lab::{BACKEND_PUBLIC_IP, PUB_IF, PUBLIC_PORT, SEC_IF},
     probe::{Listener, Sniffer, send_frames, tcp_connects},
     service::BackendService,
     status::counter,
-    sys::require_privileges,
+    sys::{ok, require_privileges},
 };
 
 const SHORT: Duration = Duration::from_millis(800);
@@ -35,22 +35,8 @@ fn setup(extra: &str) -> Setup {
     let lab = Lab::new().expect("lab");
     let config = lab.backend_config(extra);
     let out = lab.table_add_vm(&config);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     Setup { lab, config }
-}
-
-fn status(s: &Setup) -> serde_json::Value {
-    let out = s.lab.backend_cmd(&s.config, &["status", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json")
 }
 
 fn link_ids(s: &Setup) -> Vec<u32> {
@@ -104,7 +90,7 @@ fn public_side_reaches_only_the_public_port() {
         !sniffer.finish().iter().any(|f| f.starts_with(&udp)),
         "UDP leaked"
     );
-    let st = status(&s);
+    let st = s.lab.backend_status(&s.config);
     assert!(counter(&st, "pub_in_pass_public_port") >= 1);
     assert!(counter(&st, "pub_in_drop_port_closed") >= 1);
     assert!(counter(&st, "pub_in_pass_reply") >= 1);
@@ -163,7 +149,7 @@ fn spoofing_an_application_vm_or_the_backend_is_dropped() {
         .cloned()
         .chain(std::iter::repeat_n(arp, 3))
         .collect();
-    let before = status(&s);
+    let before = s.lab.backend_status(&s.config);
     send_frames(&rogue.ns, SEC_IF, all.clone()).expect("send");
     std::thread::sleep(Duration::from_millis(150));
     let seen = sniffer.finish();
@@ -171,7 +157,7 @@ fn spoofing_an_application_vm_or_the_backend_is_dropped() {
         !seen.iter().any(|f| all.iter().any(|a| f.starts_with(a))),
         "spoofed frames reached the backend"
     );
-    let after = status(&s);
+    let after = s.lab.backend_status(&s.config);
     let delta = |r| counter(&after, r) - counter(&before, r);
     assert_eq!(delta("sec_in_drop_spoofed_vm_ip"), 3);
     assert_eq!(delta("sec_in_drop_spoofed_backend_ip"), 3);
@@ -186,20 +172,11 @@ fn spoofing_an_application_vm_or_the_backend_is_dropped() {
     assert!(vm["packets"].as_u64().expect("packets") > 0, "{vm}");
 }
 
-/// Polls the pinned VM map until `ip` is present (or absent).
+/// Polls the pinned maps until `ip` is present (or absent).
 fn wait_in_map(s: &Setup, ip: std::net::Ipv4Addr, present: bool) -> Duration {
-    let started = Instant::now();
     let maps = BackendMaps::open(&pin_dir(s.lab.pin_root())).expect("maps");
-    while started.elapsed() < Duration::from_secs(10) {
-        if maps.vms.get(&ip_be(ip), 0).is_ok() == present {
-            return started.elapsed();
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    panic!(
-        "{ip} not {} the kernel map after 10 s",
-        if present { "in" } else { "out of" }
-    );
+    enforced::wait_in_map(&maps, ip, present, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -226,11 +203,7 @@ fn table_changes_reach_the_kernel_while_the_service_runs() {
                 &ip.to_string(),
             ],
         );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ok(&out);
         let _ = wait_in_map(&s, ip, true);
         delays.push(started.elapsed());
         let started = Instant::now();
@@ -315,11 +288,7 @@ fn kill_9_keeps_enforcement_and_a_restart_adopts_it() {
     assert!(status.success(), "{status}");
     assert!(!tcp_connects(public, BACKEND_PUBLIC_IP, 2222, SHORT).expect("probe"));
     let out = s.lab.backend_cmd(&s.config, &["detach"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     assert!(!pin_dir(s.lab.pin_root()).exists());
     assert!(
         tcp_connects(public, BACKEND_PUBLIC_IP, 2222, LONG).expect("probe"),
@@ -479,11 +448,7 @@ fn metrics_stats_and_the_audit_log() {
         .args(["-sS", "--max-time", "5", "http://127.0.0.1:9100/metrics"])
         .output()
         .expect("curl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     let m = parse_metrics(&String::from_utf8_lossy(&out.stdout));
     let key = "appvm_packets_total{source=\"backend\",program=\"backend_secure\",reason=\"sec_in_drop_spoofed_vm_ip\",verdict=\"drop\"}";
     assert_eq!(m.get(key), Some(&4.0), "{m:#?}");
@@ -532,11 +497,7 @@ fn metrics_stats_and_the_audit_log() {
         .env("APPVM_PIN_ROOT", lab.pin_root())
         .env("APPVM_CONFIG", &s.config);
     let out = cmd.output().expect("stats");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(st["backend"]["vms"][0]["name"], "redcap");
     assert_eq!(st["backend"]["vms"][0]["spoofed_packets"], 4);

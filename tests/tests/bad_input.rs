@@ -20,7 +20,7 @@ use appvm_lab::{
     enforced,
     lab::{Host, SEC_IF},
     service::BackendService,
-    sys::{appvm_bin, require_privileges},
+    sys::{RemoveOnDrop, appvm_bin, ok, require_privileges, tree},
 };
 use rcgen::{PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384};
 
@@ -34,20 +34,9 @@ struct State {
     guard_policy: String,
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            out.push(e.path());
-            walk(&e.path(), out);
-        }
-    }
-}
-
 fn state(lab: &Lab) -> State {
-    let mut paths = Vec::new();
-    walk(&lab.files(), &mut paths);
     // The service's own log grows; lock files appear on first use.
-    let files = paths
+    let files = tree(&lab.files())
         .into_iter()
         .filter(|p| p.is_file())
         .filter(|p| !p.extension().is_some_and(|e| e == "log" || e == "lock"))
@@ -56,8 +45,7 @@ fn state(lab: &Lab) -> State {
             (p, bytes)
         })
         .collect();
-    let mut pins = Vec::new();
-    walk(lab.pin_root(), &mut pins);
+    let mut pins = tree(lab.pin_root());
     pins.sort();
     let links = pins
         .iter()
@@ -163,14 +151,6 @@ fn entry(name: &str, mac: &str, ip: &str, ports: &str) -> String {
     )
 }
 
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        drop(fs::remove_dir_all(&self.0));
-    }
-}
-
 #[test]
 fn every_bad_input_is_one_line_exit_2_and_changes_nothing() {
     require_privileges();
@@ -179,22 +159,14 @@ fn every_bad_input_is_one_line_exit_2_and_changes_nothing() {
     let config = lab.backend_config(&format!("trust_dir = \"{}\"\n", trust.display()));
     let base = fs::read_to_string(&config).expect("config");
     let out = lab.table_add_vm(&config);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     let backend_ip = lab.backend.ip.to_string();
     let out = lab.attach_guard();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     let svc = BackendService::start(&lab, &config).expect("service");
 
     let scratch =
-        Scratch(std::env::temp_dir().join(format!("appvm-bad-input-{}", std::process::id())));
+        RemoveOnDrop(std::env::temp_dir().join(format!("appvm-bad-input-{}", std::process::id())));
     let s = scratch.0.as_path();
     fs::create_dir_all(s).expect("scratch");
     let sub = |name: &str, key: &str, line: &str| Some(config_variant(&base, s, name, key, line));
@@ -694,8 +666,7 @@ fn every_bad_input_is_one_line_exit_2_and_changes_nothing() {
     ];
     // Bad table files and hosts paths: their own files must not change either.
     let scratch_files = |dir: &Path| {
-        let mut p = Vec::new();
-        walk(dir, &mut p);
+        let mut p = tree(dir);
         p.sort();
         p.into_iter()
             .filter(|p| p.is_file() && p.extension().is_none_or(|e| e != "lock"))

@@ -15,7 +15,7 @@ use appvm_lab::{
     lab::{APP_PORT, SEC_IF},
     probe::{Listener, tcp_connects},
     status::counter,
-    sys::require_privileges,
+    sys::{ok, require_privileges},
 };
 
 /// The VM before its boot: the secure interface down, without an address.
@@ -35,11 +35,7 @@ fn unbooted_vm() -> Lab {
 
 fn attach(lab: &Lab) {
     let out = lab.attach_guard();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
 }
 
 fn configure(lab: &Lab) {

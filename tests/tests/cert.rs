@@ -8,7 +8,10 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use appvm_lab::{certs::craft, sys::appvm_bin};
+use appvm_lab::{
+    certs::craft,
+    sys::{appvm_bin, ok, rejected},
+};
 use rcgen::{
     CertificateParams, DnType, IsCa, KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
 };
@@ -76,28 +79,6 @@ impl Dir {
         v.sort();
         v
     }
-}
-
-#[track_caller]
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-#[track_caller]
-fn rejected(out: &Output, expect: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert_eq!(
-        stderr.trim_end().lines().count(),
-        1,
-        "not one line: {stderr}"
-    );
-    assert!(stderr.contains(expect), "{stderr:?} lacks {expect:?}");
 }
 
 fn openssl(args: &[&str], file: &Path) -> String {

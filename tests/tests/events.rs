@@ -9,7 +9,7 @@ use appvm_lab::{
     Lab, frames,
     lab::{APP_PORT, SEC_IF},
     probe::send_frames,
-    sys::require_privileges,
+    sys::{ok, require_privileges},
 };
 
 const BACKEND: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -121,11 +121,7 @@ fn appvm_events_prints_what_the_guard_dropped() {
     require_privileges();
     let lab = Lab::new().expect("lab");
     let out = lab.attach_guard();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     let frames: Vec<Vec<u8>> = (0..3)
         .map(|i| {
             frames::tcp_syn(
@@ -141,11 +137,7 @@ fn appvm_events_prints_what_the_guard_dropped() {
     send_frames(&lab.rogue.ns, SEC_IF, frames).expect("send");
     std::thread::sleep(Duration::from_millis(100));
     let out = lab.appvm(&lab.vm, &["events", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))

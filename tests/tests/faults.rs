@@ -6,7 +6,7 @@
 use std::{
     fs,
     net::Ipv4Addr,
-    path::{Path, PathBuf},
+    path::Path,
     sync::atomic::{AtomicBool, AtomicUsize, Ordering},
     thread,
     time::{Duration, Instant},
@@ -20,7 +20,7 @@ use appvm_lab::{
     probe::{Listener, Sniffer, send_frames, tcp_connects},
     service::BackendService,
     status::counter,
-    sys::require_privileges,
+    sys::{ok, require_privileges, tree, wait_for},
 };
 
 /// Entries of the large table (each round replaces every MAC).
@@ -29,32 +29,11 @@ const ROUNDS: u64 = 6;
 /// A port with a listener behind the public interface, never opened.
 const CLOSED_PORT: u16 = 2222;
 
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(2));
-    }
-    false
-}
-
 /// Replaces the table file the way an editor or `appvm table` would.
 fn write_table(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, text).expect("write table");
     fs::rename(&tmp, path).expect("rename table");
-}
-
-fn backend_status(lab: &Lab, config: &Path) -> serde_json::Value {
-    let out = lab.backend_cmd(config, &["status", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("status JSON")
 }
 
 #[test]
@@ -130,15 +109,10 @@ fn kill_9_during_large_syncs_never_opens_a_window() {
         let synced_before = svc.log().matches("maps synced").count();
         let t0 = Instant::now();
         write_table(&table, &bulk_table(BIG, first, 3));
-        assert!(
-            wait_until(Duration::from_secs(30), || svc
-                .log()
-                .matches("maps synced")
-                .count()
-                > synced_before),
-            "{}",
-            svc.log()
-        );
+        wait_for("the calibration sync", Duration::from_secs(30), || {
+            svc.log().matches("maps synced").count() > synced_before
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", svc.log()));
         full_change = t0.elapsed();
         for round in 0..ROUNDS {
             // Every MAC changes: a sync of BIG changed entries.
@@ -186,7 +160,7 @@ fn kill_9_during_large_syncs_never_opens_a_window() {
                 && u16::from_be_bytes([f[36], f[37]]) == CLOSED_PORT
         })
         .collect();
-    let status = backend_status(&lab, &config);
+    let status = lab.backend_status(&config);
     eprintln!(
         "a full change synced in {full_change:?}; {ROUNDS} kill -9 rounds of a {BIG}-entry sync (delay after the table write): {kills:?}; \
          rogue spoofed frames {}, public tries {}; sec_in_drop_spoofed_vm_ip {}, pub_in_drop_port_closed {}",
@@ -270,18 +244,6 @@ fn a_table_larger_than_the_map_is_refused_whole() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// Names under `dir`, recursively (pins and directories).
-fn tree(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            out.push(e.path());
-            out.extend(tree(&e.path()));
-        }
-    }
-    out
-}
-
 #[test]
 fn pin_root_not_on_bpffs_is_refused_with_nothing_attached() {
     require_privileges();
@@ -329,25 +291,13 @@ fn attach_detach_cycles_leave_no_pins() {
     let config = lab.backend_config("");
     for _ in 0..5 {
         let out = lab.attach_guard();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ok(&out);
         let svc = BackendService::start(&lab, &config).expect("service");
         assert!(svc.terminate().is_some_and(|s| s.success()));
         let out = lab.appvm(&lab.vm, &["vm", "detach", "--iface", SEC_IF]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ok(&out);
         let out = lab.backend_cmd(&config, &["detach"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ok(&out);
         let left = tree(lab.pin_root());
         assert!(left.is_empty(), "pins left behind: {left:?}");
     }

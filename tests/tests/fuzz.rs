@@ -6,10 +6,10 @@ use std::path::Path;
 
 use appvm_lab::{fuzz, sys::require_privileges};
 
-#[test]
-fn kernel_and_model_agree_on_random_and_mutated_frames() {
-    require_privileges();
-    let report = fuzz::run(25_000, 0x5eed).expect("fuzz");
+/// No disagreement in `tried` frames, and at least `min_reasons` reasons
+/// reached (a fuzzer stuck on one path proves little).
+#[track_caller]
+fn assert_agreement(report: &fuzz::Report, tried: u64, min_reasons: usize) {
     let shown: Vec<String> = report
         .disagreements
         .iter()
@@ -26,14 +26,20 @@ fn kernel_and_model_agree_on_random_and_mutated_frames() {
         "{} disagreements, e.g. {shown:#?}",
         report.disagreements.len()
     );
-    assert_eq!(report.tried, 100_000);
-    // The generator reaches most reasons (a fuzzer stuck on one path proves little).
+    assert_eq!(report.tried, tried);
     assert!(
-        report.reasons.len() >= 28,
+        report.reasons.len() >= min_reasons,
         "only {} reasons reached: {:?}",
         report.reasons.len(),
         report.reasons.keys()
     );
+}
+
+#[test]
+fn kernel_and_model_agree_on_random_and_mutated_frames() {
+    require_privileges();
+    let report = fuzz::run(25_000, 0x5eed).expect("fuzz");
+    assert_agreement(&report, 100_000, 28);
 }
 
 #[test]
@@ -49,27 +55,5 @@ fn regression_corpus_replays_clean() {
 fn backend_programs_agree_with_their_model() {
     require_privileges();
     let report = fuzz::backend::run(10_000, 0xbac0).expect("fuzz");
-    let shown: Vec<String> = report
-        .disagreements
-        .iter()
-        .take(5)
-        .map(|d| {
-            format!(
-                "{} policy {} model {} kernel {}: {:02x?}",
-                d.program, d.policy, d.model, d.kernel, d.frame
-            )
-        })
-        .collect();
-    assert!(
-        report.disagreements.is_empty(),
-        "{} disagreements, e.g. {shown:#?}",
-        report.disagreements.len()
-    );
-    assert_eq!(report.tried, 40_000);
-    assert!(
-        report.reasons.len() >= 26,
-        "only {} reasons reached: {:?}",
-        report.reasons.len(),
-        report.reasons.keys()
-    );
+    assert_agreement(&report, 40_000, 26);
 }

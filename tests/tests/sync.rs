@@ -18,25 +18,17 @@ use appvm_common::{
     backend::{VmEntry, VmTraffic},
     pins::backend as pins,
 };
-use appvm_lab::sys::require_privileges;
+use appvm_lab::sys::{RemoveOnDrop, require_privileges};
 use aya::maps::PerCpuValues;
 
-struct Pins(PathBuf);
-
-impl Drop for Pins {
-    fn drop(&mut self) {
-        drop(std::fs::remove_dir_all(&self.0));
-    }
-}
-
-fn fresh_maps(tag: &str) -> (Pins, BackendMaps) {
+fn fresh_maps(tag: &str) -> (RemoveOnDrop, BackendMaps) {
     require_privileges();
     let dir = PathBuf::from(format!(
         "/sys/fs/bpf/appvm-sync-{tag}-{}",
         std::process::id()
     ));
     std::fs::create_dir_all(&dir).expect("pin dir");
-    let pins_guard = Pins(dir.clone());
+    let pins_guard = RemoveOnDrop(dir.clone());
     let ebpf = object::open().expect("object");
     let names: Vec<(&'static str, String)> = pins::MAPS.iter().map(|&m| (m, map_pin(m))).collect();
     let list: Vec<(&'static str, &str)> = names.iter().map(|(m, p)| (*m, p.as_str())).collect();

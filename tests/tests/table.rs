@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use appvm_lab::sys::appvm_bin;
+use appvm_lab::sys::{appvm_bin, ok, rejected};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -66,28 +66,6 @@ impl Dir {
             std::fs::read(self.0.join("hosts")).ok(),
         )
     }
-}
-
-#[track_caller]
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-#[track_caller]
-fn rejected(out: &Output, expect: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert_eq!(
-        stderr.trim_end().lines().count(),
-        1,
-        "not one line: {stderr}"
-    );
-    assert!(stderr.contains(expect), "{stderr:?} lacks {expect:?}");
 }
 
 #[test]
@@ -446,11 +424,7 @@ fn twenty_concurrent_adds_get_twenty_distinct_ips() {
         .collect();
     for c in children {
         let out = c.wait_with_output().expect("wait");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ok(&out);
     }
     let list: serde_json::Value =
         serde_json::from_str(&ok(&d.table(&["list", "--json"]))).expect("json");

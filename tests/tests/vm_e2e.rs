@@ -9,7 +9,7 @@ use appvm_lab::{
     probe::{Sniffer, send_frames, tcp_connects},
     scenario::{self, format_table},
     status::counter,
-    sys::require_privileges,
+    sys::{ok, require_privileges},
 };
 
 fn lab() -> Lab {
@@ -104,11 +104,7 @@ fn every_flow_as_expected_and_status_counters_agree() {
 fn reattach_updates_policy_in_place_with_no_gap() {
     let lab = lab();
     let out = appvm(&lab, &attach_args(&lab));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     let before = status_json(&lab);
     lab.pin_neighbour(&lab.rogue, &lab.vm).expect("neigh");
 
@@ -133,11 +129,7 @@ fn reattach_updates_policy_in_place_with_no_gap() {
     for chunk in flood.chunks(100) {
         send_frames(rogue, SEC_IF, chunk.to_vec()).expect("send");
         let out = appvm(&lab, &args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ok(&out);
         assert!(String::from_utf8_lossy(&out.stdout).contains("updated policy"));
     }
     std::thread::sleep(Duration::from_millis(100));
@@ -350,11 +342,7 @@ fn config_file_with_flags_overriding() {
             &lab.backend.ip.to_string(),
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     let status = status_json(&lab);
     assert_eq!(
         status["policy"]["backend_ip"],
@@ -409,11 +397,7 @@ fn status_reports_a_guard_whose_interface_is_gone() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v[0]["attached"], false, "{v}");
     let out = lab.appvm(&lab.vm, &["vm", "detach", "--iface", SEC_IF]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     let out = lab.appvm(&lab.vm, &["vm", "detach", "--iface", SEC_IF]);
     assert_eq!(
         out.status.code(),
